@@ -1,0 +1,31 @@
+//! What the gateway, worker and scheduler share.
+//!
+//! - [`config`]: the typed configuration, read once at start.
+//! - [`db`]: the MySQL pool and the embedded migrations.
+//! - [`redis_store`] and [`keys`]: the Redis connection and key names (one
+//!   hash tag per coupon).
+//! - [`kafka`]: client settings, topic creation, a reachability probe.
+//! - [`health`]: the readiness check every process serves at `/readyz`, and
+//!   [`ops_http`]: the small server of `/healthz`, `/readyz` and `/metrics`
+//!   that the worker and scheduler run.
+//! - [`metrics`]: metric names and the Prometheus recorder.
+//! - [`process`], [`telemetry`] and [`shutdown`]: the start and end of every
+//!   binary, logs and signal handling.
+//! - [`testing`]: a private database, key prefix and topics per test.
+
+pub mod config;
+pub mod db;
+pub mod health;
+pub mod kafka;
+pub mod keys;
+pub mod metrics;
+pub mod ops_http;
+pub mod process;
+pub mod redis_store;
+pub mod shutdown;
+pub mod telemetry;
+
+pub mod testing;
+
+pub use config::Config;
+pub use redis_store::RedisStore;

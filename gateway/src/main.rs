@@ -1,0 +1,15 @@
+use gateway::{AppState, Application};
+
+#[tokio::main]
+async fn main() {
+    coupon_core::process::main("gateway", |config, shutdown| async move {
+        let state = AppState::new(config)?;
+        gateway::startup::prepare(&state).await?;
+        Application::bind(state)
+            .await?
+            .run_until_stopped(shutdown)
+            .await?;
+        Ok(())
+    })
+    .await;
+}

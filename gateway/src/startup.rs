@@ -1,0 +1,81 @@
+//! Building and running the gateway: `main` and the tests share this, so a
+//! test runs the same app on port 0.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use poem::listener::{Acceptor, Listener, TcpAcceptor, TcpListener};
+use poem::middleware::{NormalizePath, Tracing, TrailingSlash};
+use poem::{EndpointExt, Route, Server};
+use tokio_util::sync::CancellationToken;
+
+use crate::state::AppState;
+
+/// Brings the database up to date and does the other one-time start-up
+/// work. Needs MySQL.
+pub async fn prepare(state: &AppState) -> anyhow::Result<()> {
+    if let Err(e) = coupon_core::db::create_database_if_missing(&state.config).await {
+        tracing::warn!(error = %e, "could not create the database; assuming it exists");
+    }
+    coupon_core::db::migrate(&state.db).await?;
+    tracing::info!("database schema is up to date");
+    Ok(())
+}
+
+/// All routes with their middleware.
+pub fn routes(state: AppState) -> impl poem::Endpoint {
+    let api = crate::api::service();
+    let docs = api.swagger_ui();
+    let spec = api.spec_endpoint();
+    Route::new()
+        .nest("/", api)
+        .nest("/docs", docs)
+        .at("/openapi.json", spec)
+        .with(NormalizePath::new(TrailingSlash::Trim))
+        .with(Tracing)
+        .data(state)
+}
+
+/// A bound, not yet running gateway.
+pub struct Application {
+    acceptor: TcpAcceptor,
+    addr: SocketAddr,
+    state: AppState,
+}
+
+impl Application {
+    /// Binds `GATEWAY_ADDR` (port 0 picks a free port).
+    pub async fn bind(state: AppState) -> anyhow::Result<Self> {
+        let acceptor = TcpListener::bind(state.config.gateway_addr)
+            .into_acceptor()
+            .await
+            .map_err(|e| anyhow::anyhow!("GATEWAY_ADDR {}: {e}", state.config.gateway_addr))?;
+        let addr = acceptor
+            .local_addr()
+            .first()
+            .and_then(|a| a.as_socket_addr().copied())
+            .ok_or_else(|| anyhow::anyhow!("the listener has no socket address"))?;
+        Ok(Self {
+            acceptor,
+            addr,
+            state,
+        })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Serves until `shutdown` is cancelled, then lets requests in flight
+    /// finish (up to ten seconds).
+    pub async fn run_until_stopped(self, shutdown: CancellationToken) -> std::io::Result<()> {
+        tracing::info!(addr = %self.addr, "gateway listening");
+        Server::new_with_acceptor(self.acceptor)
+            .run_with_graceful_shutdown(
+                routes(self.state),
+                async move { shutdown.cancelled().await },
+                Some(Duration::from_secs(10)),
+            )
+            .await
+    }
+}

@@ -1,0 +1,4 @@
+#[tokio::main]
+async fn main() {
+    coupon_core::process::main("scheduler", scheduler::run).await;
+}

@@ -1,0 +1,4 @@
+#[tokio::main]
+async fn main() {
+    coupon_core::process::main("worker", worker::run).await;
+}
