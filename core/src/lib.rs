@@ -1,6 +1,10 @@
 //! What the gateway, worker and scheduler share.
 //!
 //! - [`config`]: the typed configuration, read once at start.
+//! - [`domain`]: ids, emails, roles, coupon status: parsed once, then trusted.
+//! - [`users`] and [`coupons`]: the MySQL tables.
+//! - [`stock`]: a coupon's live state in Redis (stock, metadata, queue,
+//!   outcome counts), warmed from MySQL.
 //! - [`db`]: the MySQL pool and the embedded migrations.
 //! - [`redis_store`] and [`keys`]: the Redis connection and key names (one
 //!   hash tag per coupon).
@@ -14,7 +18,9 @@
 //! - [`testing`]: a private database, key prefix and topics per test.
 
 pub mod config;
+pub mod coupons;
 pub mod db;
+pub mod domain;
 pub mod health;
 pub mod kafka;
 pub mod keys;
@@ -23,9 +29,11 @@ pub mod ops_http;
 pub mod process;
 pub mod redis_store;
 pub mod shutdown;
+pub mod stock;
 pub mod telemetry;
 
 pub mod testing;
+pub mod users;
 
 pub use config::Config;
 pub use redis_store::RedisStore;

@@ -3,20 +3,36 @@
 
 use poem_openapi::{OpenApiService, Tags};
 
+use crate::accounts::AccountsApi;
+use crate::admin::AdminApi;
+use crate::coupons::CouponsApi;
 use crate::operations::OperationsApi;
 
 #[derive(Tags)]
 pub enum ApiTags {
+    /// Sign up, log in, the signed-in account.
+    Accounts,
+    /// Coupons and the caller's issued coupons.
+    Coupons,
+    /// Creating and watching coupons (admins only).
+    Admin,
     /// Liveness, readiness and metrics.
     Operations,
 }
 
-pub type Api = OperationsApi;
+pub type Api = (AccountsApi, CouponsApi, AdminApi, OperationsApi);
 
 pub fn service() -> OpenApiService<Api, ()> {
-    OpenApiService::new(OperationsApi, "Coupon rush", env!("CARGO_PKG_VERSION")).description(
-        "First-come-first-served coupons behind a waiting room. \
-             Errors are `{code, message}` with a stable `code`.",
+    OpenApiService::new(
+        (AccountsApi, CouponsApi, AdminApi, OperationsApi),
+        "Coupon rush",
+        env!("CARGO_PKG_VERSION"),
+    )
+    .description(
+        "First-come-first-served coupons behind a waiting room.\n\n\
+         Every error is `{code, message}` with a stable `code`. Authenticate \
+         with `Authorization: Bearer <access_token>` from `POST /api/auth/login` \
+         (or the `access_token` cookie the pages set).",
     )
 }
 

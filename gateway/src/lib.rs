@@ -4,16 +4,29 @@
 //!
 //! - [`state`]: the one state value (config, MySQL pool, Redis, Kafka probe).
 //! - [`startup`]: migrations at start, routes, binding and serving.
-//! - [`api`]: the OpenAPI service that gathers every API area.
-//! - [`operations`]: liveness, readiness and metrics.
+//! - [`api`]: the OpenAPI service that gathers every API area, one file
+//!   each: [`accounts`] (sign-up, login, me), [`coupons`] (list, one, mine),
+//!   [`admin`] (create, stats, dashboard), [`operations`] (liveness,
+//!   readiness, metrics).
+//! - [`auth`]: JWT access tokens and the bearer/cookie security scheme.
+//! - [`error`]: the one error type, its codes and statuses.
+//! - [`json`]: strict JSON request bodies whose errors name the field.
+//! - [`time`]: RFC 3339 UTC times in and out.
 //!
 //! The gateway's claim path touches Redis only; MySQL serves accounts and
 //! the read APIs.
 
+pub mod accounts;
+pub mod admin;
 pub mod api;
+pub mod auth;
+pub mod coupons;
+pub mod error;
+pub mod json;
 pub mod operations;
 pub mod startup;
 pub mod state;
+pub mod time;
 
 pub use startup::Application;
 pub use state::AppState;

@@ -19,6 +19,7 @@ pub async fn prepare(state: &AppState) -> anyhow::Result<()> {
     }
     coupon_core::db::migrate(&state.db).await?;
     tracing::info!("database schema is up to date");
+    crate::accounts::bootstrap_admin(state).await?;
     Ok(())
 }
 
@@ -31,6 +32,7 @@ pub fn routes(state: AppState) -> impl poem::Endpoint {
         .nest("/", api)
         .nest("/docs", docs)
         .at("/openapi.json", spec)
+        .catch_all_error(crate::error::catch_all)
         .with(NormalizePath::new(TrailingSlash::Trim))
         .with(Tracing)
         .data(state)

@@ -9,6 +9,8 @@ use rdkafka::admin::AdminClient;
 use rdkafka::client::DefaultClientContext;
 use sqlx::MySqlPool;
 
+use crate::auth::Tokens;
+
 /// Cheap to clone: every field is a handle.
 #[derive(Clone)]
 pub struct AppState {
@@ -19,6 +21,7 @@ pub struct AppState {
     /// worker relays the outbox).
     pub kafka: Arc<AdminClient<DefaultClientContext>>,
     pub metrics: PrometheusHandle,
+    pub tokens: Arc<Tokens>,
 }
 
 impl AppState {
@@ -30,6 +33,7 @@ impl AppState {
             redis: RedisStore::new(&config)?,
             kafka: Arc::new(coupon_core::kafka::admin_client(&config)?),
             metrics: coupon_core::metrics::install(),
+            tokens: Arc::new(Tokens::new(config.jwt_secret.expose(), config.jwt_ttl)),
             config: Arc::new(config),
         })
     }

@@ -1,0 +1,131 @@
+//! The `coupon` and `coupon_issue` tables.
+
+use chrono::{DateTime, Utc};
+use sqlx::MySqlPool;
+
+use crate::domain::{CouponId, UserId};
+
+/// A row of `coupon`.
+#[derive(Clone, Debug, sqlx::FromRow)]
+pub struct Coupon {
+    #[sqlx(try_from = "u64")]
+    pub id: CouponId,
+    pub title: String,
+    pub total_quantity: u32,
+    pub remaining_quantity: u32,
+    pub valid_from: DateTime<Utc>,
+    pub valid_to: DateTime<Utc>,
+    pub status: String,
+    pub admission_rate_per_sec: Option<u32>,
+    pub created_at: DateTime<Utc>,
+}
+
+impl From<u64> for CouponId {
+    fn from(id: u64) -> Self {
+        CouponId(id)
+    }
+}
+
+/// A new coupon, already validated.
+#[derive(Clone, Debug)]
+pub struct NewCoupon {
+    pub title: String,
+    pub total_quantity: u32,
+    pub valid_from: DateTime<Utc>,
+    pub valid_to: DateTime<Utc>,
+    pub admission_rate_per_sec: Option<u32>,
+}
+
+const COLUMNS: &str =
+    "id, title, total_quantity, remaining_quantity, valid_from, valid_to, status, \
+                       admission_rate_per_sec, created_at";
+
+pub async fn create(db: &MySqlPool, new: &NewCoupon) -> Result<Coupon, sqlx::Error> {
+    let done = sqlx::query(
+        "INSERT INTO coupon (title, total_quantity, remaining_quantity, valid_from, valid_to, admission_rate_per_sec) \
+         VALUES (?, ?, ?, ?, ?, ?)",
+    )
+    .bind(&new.title)
+    .bind(new.total_quantity)
+    .bind(new.total_quantity)
+    // Bound as naive UTC: sqlx sends a `DateTime<Utc>` as TIMESTAMP, whose
+    // range ends in 2038, and the server would store NULL past it.
+    .bind(new.valid_from.naive_utc())
+    .bind(new.valid_to.naive_utc())
+    .bind(new.admission_rate_per_sec)
+    .execute(db)
+    .await?;
+    by_id(db, CouponId(done.last_insert_id()))
+        .await?
+        .ok_or(sqlx::Error::RowNotFound)
+}
+
+pub async fn by_id(db: &MySqlPool, id: CouponId) -> Result<Option<Coupon>, sqlx::Error> {
+    sqlx::query_as(&format!("SELECT {COLUMNS} FROM coupon WHERE id = ?"))
+        .bind(id.0)
+        .fetch_optional(db)
+        .await
+}
+
+/// The newest coupons first, at most `limit`.
+pub async fn list(db: &MySqlPool, limit: u32) -> Result<Vec<Coupon>, sqlx::Error> {
+    sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM coupon ORDER BY id DESC LIMIT ?"
+    ))
+    .bind(limit)
+    .fetch_all(db)
+    .await
+}
+
+/// `coupon_issue` rows per coupon, for the given coupons.
+pub async fn issued_counts(
+    db: &MySqlPool,
+    ids: &[CouponId],
+) -> Result<Vec<(CouponId, u64)>, sqlx::Error> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut query = sqlx::QueryBuilder::new(
+        "SELECT coupon_id, COUNT(*) FROM coupon_issue WHERE coupon_id IN (",
+    );
+    let mut list = query.separated(", ");
+    for id in ids {
+        list.push_bind(id.0);
+    }
+    query.push(") GROUP BY coupon_id");
+    let rows: Vec<(u64, i64)> = query.build_query_as().fetch_all(db).await?;
+    Ok(rows
+        .into_iter()
+        .map(|(id, n)| (CouponId(id), n.max(0) as u64))
+        .collect())
+}
+
+/// One issued coupon of a user, joined with its coupon.
+#[derive(Clone, Debug, sqlx::FromRow)]
+pub struct IssuedCoupon {
+    #[sqlx(try_from = "u64")]
+    pub coupon_id: CouponId,
+    pub title: String,
+    pub issued_at: DateTime<Utc>,
+    pub valid_from: DateTime<Utc>,
+    pub valid_to: DateTime<Utc>,
+    pub status: String,
+    pub remaining_quantity: u32,
+}
+
+/// The user's issued coupons, newest first (index `ix_coupon_issue_user_issued`).
+pub async fn issued_to(
+    db: &MySqlPool,
+    user: UserId,
+    limit: u32,
+) -> Result<Vec<IssuedCoupon>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT i.coupon_id, c.title, i.issued_at, c.valid_from, c.valid_to, c.status, c.remaining_quantity \
+         FROM coupon_issue i JOIN coupon c ON c.id = i.coupon_id \
+         WHERE i.user_id = ? ORDER BY i.issued_at DESC, i.id DESC LIMIT ?",
+    )
+    .bind(user.0)
+    .bind(limit)
+    .fetch_all(db)
+    .await
+}

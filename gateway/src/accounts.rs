@@ -1,0 +1,180 @@
+//! Sign-up, login and "who am I".
+
+use coupon_core::domain::{Email, Role};
+use coupon_core::users::{self, CreateError};
+use poem::web::Data;
+use poem_openapi::payload::Json;
+use poem_openapi::{ApiResponse, Object, OpenApi};
+
+use crate::api::ApiTags;
+use crate::api_errors;
+use crate::auth::{password, Auth};
+use crate::error::ApiError;
+use crate::json::JsonBody;
+use crate::state::AppState;
+use crate::time::UtcTime;
+
+/// An account, as anyone may see it (never the password).
+#[derive(Object)]
+pub struct User {
+    pub id: u64,
+    pub email: String,
+    pub name: String,
+    /// `user` or `admin`.
+    pub role: String,
+    pub created_at: UtcTime,
+}
+
+impl From<users::User> for User {
+    fn from(u: users::User) -> Self {
+        Self {
+            id: u.id.0,
+            email: u.email,
+            name: u.name,
+            role: u.role.as_str().to_owned(),
+            created_at: u.created_at.into(),
+        }
+    }
+}
+
+#[derive(Object, serde::Deserialize)]
+struct SignupRequest {
+    /// A well-formed address, at most 100 characters; unique in any letter case.
+    #[oai(validator(max_length = 100))]
+    email: String,
+    /// 1 to 50 characters.
+    #[oai(validator(min_length = 1, max_length = 50))]
+    name: String,
+    /// 8 to 128 characters.
+    #[oai(validator(min_length = 8, max_length = 128))]
+    password: String,
+}
+
+#[derive(Object, serde::Deserialize)]
+pub(crate) struct LoginRequest {
+    #[oai(validator(max_length = 200))]
+    pub email: String,
+    #[oai(validator(max_length = 200))]
+    pub password: String,
+}
+
+#[derive(Object)]
+pub(crate) struct TokenResponse {
+    pub access_token: String,
+    /// Always `Bearer`.
+    token_type: String,
+    /// Seconds until the token expires.
+    expires_in: u64,
+}
+
+#[derive(ApiResponse)]
+enum SignupResponse {
+    /// The account was created.
+    #[oai(status = 201)]
+    Created(Json<User>),
+}
+
+#[derive(ApiResponse)]
+enum LoginResponse {
+    /// Use `access_token` as `Authorization: Bearer <access_token>`.
+    #[oai(status = 200)]
+    Ok(Json<TokenResponse>),
+}
+
+api_errors!(pub SignupError { Validation = 400, EmailTaken = 409 });
+api_errors!(pub LoginError { Validation = 400, InvalidCredentials = 401 });
+api_errors!(pub MeError { Unauthorized = 401 });
+
+pub struct AccountsApi;
+
+#[OpenApi(tag = "ApiTags::Accounts")]
+impl AccountsApi {
+    /// Create an account.
+    #[oai(path = "/api/auth/signup", method = "post")]
+    async fn signup(
+        &self,
+        state: Data<&AppState>,
+        body: JsonBody<SignupRequest>,
+    ) -> Result<SignupResponse, SignupError> {
+        Ok(SignupResponse::Created(Json(signup(&state, body.0).await?)))
+    }
+
+    /// Log in and get an access token.
+    ///
+    /// A wrong email and a wrong password get the same answer, in about the
+    /// same time.
+    #[oai(path = "/api/auth/login", method = "post")]
+    async fn login(
+        &self,
+        state: Data<&AppState>,
+        body: JsonBody<LoginRequest>,
+    ) -> Result<LoginResponse, LoginError> {
+        Ok(LoginResponse::Ok(Json(login(&state, body.0).await?)))
+    }
+
+    /// The signed-in account.
+    #[oai(path = "/api/me", method = "get")]
+    async fn me(&self, state: Data<&AppState>, auth: Auth) -> Result<Json<User>, MeError> {
+        Ok(Json(me(&state, auth).await?))
+    }
+}
+
+async fn signup(state: &AppState, body: SignupRequest) -> Result<User, ApiError> {
+    let email = Email::parse(&body.email)?;
+    let name = body.name.trim();
+    if name.is_empty() {
+        return Err(ApiError::Validation("name: must not be blank".into()));
+    }
+    let hash = password::hash(body.password).await?;
+    let user = users::create(&state.db, &email, name, &hash, Role::User)
+        .await
+        .map_err(|e| match e {
+            CreateError::EmailTaken => ApiError::EmailTaken,
+            CreateError::Database(e) => e.into(),
+        })?;
+    tracing::info!(user_id = %user.id, "account created");
+    Ok(user.into())
+}
+
+pub(crate) async fn login(state: &AppState, body: LoginRequest) -> Result<TokenResponse, ApiError> {
+    let account = match Email::parse(&body.email) {
+        Ok(email) => users::credentials(&state.db, &email).await?,
+        Err(_) => None,
+    };
+    let hash = account.as_ref().map(|a| a.password_hash.clone());
+    let ok = password::verify(body.password, hash).await?;
+    let Some(account) = account.filter(|_| ok) else {
+        return Err(ApiError::InvalidCredentials);
+    };
+    Ok(TokenResponse {
+        access_token: state.tokens.issue(account.user.id, account.user.role)?,
+        token_type: "Bearer".into(),
+        expires_in: state.tokens.ttl().as_secs(),
+    })
+}
+
+async fn me(state: &AppState, auth: Auth) -> Result<User, ApiError> {
+    users::by_id(&state.db, auth.user().id)
+        .await?
+        .map(User::from)
+        // A valid token for an account that no longer exists.
+        .ok_or(ApiError::Unauthorized("This account no longer exists."))
+}
+
+/// Creates or promotes the configured admin (`ADMIN_EMAIL`,
+/// `ADMIN_PASSWORD`). Idempotent: a second start changes nothing but the
+/// password hash's salt.
+pub async fn bootstrap_admin(state: &AppState) -> anyhow::Result<()> {
+    let Some(admin) = &state.config.admin else {
+        return Ok(());
+    };
+    let email = Email::parse(&admin.email).map_err(|e| anyhow::anyhow!("ADMIN_EMAIL: {e}"))?;
+    let pw = admin.password.expose();
+    if !(8..=128).contains(&pw.chars().count()) {
+        anyhow::bail!("ADMIN_PASSWORD: must be 8 to 128 characters");
+    }
+    let hash = password::hash(pw.to_owned()).await?;
+    let user = users::upsert_admin(&state.db, &email, &hash).await?;
+    tracing::info!(user_id = %user.id, email = %user.email, "admin account ready");
+    Ok(())
+}

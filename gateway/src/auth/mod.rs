@@ -1,0 +1,161 @@
+//! Access tokens and the security schemes of the API.
+//!
+//! A token is an HS256 JWT signed with `JWT_SECRET`, with the claims `sub`
+//! (user id as a string), `role`, `iat` and `exp`. Only the configured
+//! algorithm and key are accepted: a changed signature, `alg: none`, another
+//! algorithm or key, or a token past `exp` is `401 UNAUTHORIZED`.
+//!
+//! The API takes the token as `Authorization: Bearer ...` or from the
+//! `access_token` cookie (HttpOnly, set by the pages), through one security
+//! scheme, so `/docs` shows the lock and its Authorize button works.
+
+pub mod password;
+
+use std::time::Duration;
+
+use chrono::Utc;
+use coupon_core::domain::{Role, UserId};
+use jsonwebtoken::{decode, encode, Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use poem::Request;
+use poem_openapi::auth::{ApiKey, Bearer};
+use poem_openapi::SecurityScheme;
+use serde::{Deserialize, Serialize};
+
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// The name of the cookie that carries the token for pages.
+pub const COOKIE: &str = "access_token";
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Claims {
+    sub: String,
+    role: String,
+    iat: i64,
+    exp: i64,
+}
+
+/// Who is calling, as proven by a valid token.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AuthUser {
+    pub id: UserId,
+    pub role: Role,
+}
+
+/// Issues and verifies tokens with one key and one algorithm.
+pub struct Tokens {
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+    validation: Validation,
+    ttl: Duration,
+}
+
+impl Tokens {
+    pub fn new(secret: &str, ttl: Duration) -> Self {
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.leeway = 5;
+        validation.set_required_spec_claims(&["exp", "sub", "iat"]);
+        Self {
+            encoding: EncodingKey::from_secret(secret.as_bytes()),
+            decoding: DecodingKey::from_secret(secret.as_bytes()),
+            validation,
+            ttl,
+        }
+    }
+
+    pub fn ttl(&self) -> Duration {
+        self.ttl
+    }
+
+    /// A token for `user` that expires after the configured lifetime.
+    pub fn issue(&self, id: UserId, role: Role) -> anyhow::Result<String> {
+        let now = Utc::now().timestamp();
+        let claims = Claims {
+            sub: id.to_string(),
+            role: role.as_str().to_owned(),
+            iat: now,
+            exp: now + self.ttl.as_secs() as i64,
+        };
+        Ok(encode(
+            &Header::new(Algorithm::HS256),
+            &claims,
+            &self.encoding,
+        )?)
+    }
+
+    pub fn verify(&self, token: &str) -> Result<AuthUser, ApiError> {
+        let invalid = ApiError::Unauthorized(
+            "The access token is invalid or has expired. Please log in again.",
+        );
+        let data =
+            decode::<Claims>(token, &self.decoding, &self.validation).map_err(|_| invalid)?;
+        let id = data.claims.sub.parse::<u64>().map(UserId);
+        let role = Role::parse(&data.claims.role);
+        match (id, role) {
+            (Ok(id), Some(role)) => Ok(AuthUser { id, role }),
+            _ => Err(ApiError::Unauthorized(
+                "The access token is invalid or has expired. Please log in again.",
+            )),
+        }
+    }
+}
+
+fn tokens(req: &Request) -> Result<&Tokens, ApiError> {
+    req.data::<AppState>()
+        .map(|s| s.tokens.as_ref())
+        .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("AppState missing from the request")))
+}
+
+async fn check_bearer(req: &Request, bearer: Bearer) -> poem::Result<AuthUser> {
+    Ok(tokens(req)?.verify(&bearer.token)?)
+}
+
+async fn check_cookie(req: &Request, key: ApiKey) -> poem::Result<AuthUser> {
+    Ok(tokens(req)?.verify(&key.key)?)
+}
+
+/// `Authorization: Bearer <access_token>`.
+#[derive(SecurityScheme)]
+#[oai(
+    rename = "bearer",
+    ty = "bearer",
+    bearer_format = "JWT",
+    checker = "check_bearer"
+)]
+pub struct BearerToken(AuthUser);
+
+/// The `access_token` cookie the pages set.
+#[derive(SecurityScheme)]
+#[oai(
+    rename = "cookie",
+    ty = "api_key",
+    key_name = "access_token",
+    key_in = "cookie",
+    checker = "check_cookie"
+)]
+pub struct CookieToken(AuthUser);
+
+/// A signed-in caller: bearer header or cookie.
+#[derive(SecurityScheme)]
+pub enum Auth {
+    Bearer(BearerToken),
+    Cookie(CookieToken),
+}
+
+impl Auth {
+    pub fn user(&self) -> AuthUser {
+        match self {
+            Auth::Bearer(BearerToken(u)) | Auth::Cookie(CookieToken(u)) => *u,
+        }
+    }
+
+    /// The caller, if an admin; else `403 FORBIDDEN`.
+    pub fn admin(&self) -> Result<AuthUser, ApiError> {
+        let user = self.user();
+        if user.role == Role::Admin {
+            Ok(user)
+        } else {
+            Err(ApiError::Forbidden)
+        }
+    }
+}

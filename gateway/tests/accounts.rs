@@ -1,0 +1,327 @@
+//! Sign-up, login, `/api/me` and the auth filter, over HTTP against the real
+//! MySQL: every row of API.md for these endpoints.
+
+mod common;
+
+use common::{rand_suffix, TestApp};
+use coupon_core::domain::{Role, UserId};
+use jsonwebtoken::{encode, EncodingKey, Header};
+use serde_json::json;
+
+fn signup_body(email: &str) -> serde_json::Value {
+    json!({"email": email, "name": "Ann", "password": "password-123"})
+}
+
+#[tokio::test]
+async fn signup_login_and_me() {
+    let app = TestApp::spawn().await;
+    let email = format!("Ann.{}@Example.com", rand_suffix());
+    let created = app
+        .post("/api/auth/signup", None, &signup_body(&email))
+        .await;
+    assert_eq!(created.status, 201, "{}", created.body);
+    assert_eq!(created.body["email"], email.to_lowercase());
+    assert_eq!(created.body["name"], "Ann");
+    assert_eq!(created.body["role"], "user");
+    assert!(created.body["created_at"].as_str().unwrap().ends_with('Z'));
+    assert!(created.body.get("password").is_none() && created.body.get("password_hash").is_none());
+
+    let login = app
+        .post(
+            "/api/auth/login",
+            None,
+            &json!({"email": email, "password": "password-123"}),
+        )
+        .await;
+    assert_eq!(login.status, 200, "{}", login.body);
+    assert_eq!(login.body["token_type"], "Bearer");
+    assert_eq!(login.body["expires_in"], 3600);
+    let token = login.body["access_token"].as_str().unwrap();
+
+    let me = app.get("/api/me", Some(token)).await;
+    assert_eq!(me.status, 200);
+    assert_eq!(me.body["id"], created.body["id"]);
+
+    // The same token works from the cookie the pages set.
+    let by_cookie = app
+        .http
+        .get(app.url("/api/me"))
+        .header("cookie", format!("access_token={token}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(by_cookie.status(), 200);
+
+    // The stored hash is argon2id, never the password.
+    let hash: String = sqlx::query_scalar("SELECT password_hash FROM `user` WHERE id = ?")
+        .bind(created.body["id"].as_u64().unwrap())
+        .fetch_one(&app.state.db)
+        .await
+        .unwrap();
+    assert!(hash.starts_with("$argon2id$") && !hash.contains("password-123"));
+}
+
+#[tokio::test]
+async fn email_is_unique_in_any_letter_case() {
+    let app = TestApp::spawn().await;
+    let email = format!("bob.{}@example.com", rand_suffix());
+    assert_eq!(
+        app.post("/api/auth/signup", None, &signup_body(&email))
+            .await
+            .status,
+        201
+    );
+    app.post(
+        "/api/auth/signup",
+        None,
+        &signup_body(&email.to_uppercase()),
+    )
+    .await
+    .assert_error(409, "EMAIL_TAKEN");
+}
+
+#[tokio::test]
+async fn signup_rejects_bad_input_naming_the_field() {
+    let app = TestApp::spawn().await;
+    let long_email = format!("{}@example.com", "a".repeat(95));
+    let cases = [
+        (
+            json!({"email": "not-an-email", "name": "A", "password": "password-123"}),
+            "email",
+        ),
+        (
+            json!({"email": long_email, "name": "A", "password": "password-123"}),
+            "email",
+        ),
+        (
+            json!({"email": "a@x.io", "name": "", "password": "password-123"}),
+            "name",
+        ),
+        (
+            json!({"email": "a@x.io", "name": "   ", "password": "password-123"}),
+            "name",
+        ),
+        (
+            json!({"email": "a@x.io", "name": "n".repeat(51), "password": "password-123"}),
+            "name",
+        ),
+        (
+            json!({"email": "a@x.io", "name": "A", "password": "short"}),
+            "password",
+        ),
+        (
+            json!({"email": "a@x.io", "name": "A", "password": "p".repeat(129)}),
+            "password",
+        ),
+        (json!({"email": "a@x.io", "name": "A"}), "password"),
+        (
+            json!({"email": "a@x.io", "name": 5, "password": "password-123"}),
+            "name",
+        ),
+        (
+            json!({"email": ["a@x.io"], "name": "A", "password": "password-123"}),
+            "email",
+        ),
+    ];
+    for (body, field) in cases {
+        let answer = app.post("/api/auth/signup", None, &body).await;
+        answer.assert_error(400, "VALIDATION");
+        let message = answer.body["message"].as_str().unwrap();
+        assert!(message.contains(field), "{body}: {message}");
+    }
+    let malformed = app.post_raw("/api/auth/signup", None, "{\"email\": ").await;
+    malformed.assert_error(400, "VALIDATION");
+    let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM `user`")
+        .fetch_one(&app.state.db)
+        .await
+        .unwrap();
+    assert_eq!(count, 0, "bad input changes nothing");
+}
+
+#[tokio::test]
+async fn wrong_email_and_wrong_password_look_the_same() {
+    let app = TestApp::spawn().await;
+    let email = format!("cid.{}@example.com", rand_suffix());
+    app.user(&email).await;
+    let wrong_password = app
+        .post(
+            "/api/auth/login",
+            None,
+            &json!({"email": email, "password": "not-the-password"}),
+        )
+        .await;
+    let wrong_email = app
+        .post(
+            "/api/auth/login",
+            None,
+            &json!({"email": "nobody@example.com", "password": "password-123"}),
+        )
+        .await;
+    let malformed_email = app
+        .post(
+            "/api/auth/login",
+            None,
+            &json!({"email": "nobody", "password": "password-123"}),
+        )
+        .await;
+    for answer in [&wrong_password, &wrong_email, &malformed_email] {
+        answer.assert_error(401, "INVALID_CREDENTIALS");
+    }
+    assert_eq!(wrong_password.body, wrong_email.body);
+}
+
+#[derive(serde::Serialize)]
+struct Claims<'a> {
+    sub: &'a str,
+    role: &'a str,
+    iat: i64,
+    exp: i64,
+}
+
+#[tokio::test]
+async fn the_auth_filter_refuses_every_bad_token() {
+    let app = TestApp::spawn().await;
+    let (id, good) = app
+        .user(&format!("dan.{}@example.com", rand_suffix()))
+        .await;
+    let now = chrono::Utc::now().timestamp();
+    let sub = id.to_string();
+    let secret = app.env.config.jwt_secret.expose().to_owned();
+    let sign = |claims: &Claims, key: &str| {
+        encode(
+            &Header::default(),
+            claims,
+            &EncodingKey::from_secret(key.as_bytes()),
+        )
+        .unwrap()
+    };
+    let fresh = Claims {
+        sub: &sub,
+        role: "user",
+        iat: now,
+        exp: now + 600,
+    };
+
+    // A changed signature.
+    let mut tampered = good.clone();
+    let last = tampered.pop().unwrap();
+    tampered.push(if last == 'A' { 'B' } else { 'A' });
+    // alg: none.
+    let none = {
+        use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+        use base64::Engine;
+        let header = B64.encode(br#"{"alg":"none","typ":"JWT"}"#);
+        let claims = json!({"sub": sub, "role": "admin", "iat": now, "exp": now + 600});
+        let payload = B64.encode(claims.to_string());
+        format!("{header}.{payload}.")
+    };
+    // Another algorithm with the same secret.
+    let hs512 = encode(
+        &Header::new(jsonwebtoken::Algorithm::HS512),
+        &fresh,
+        &EncodingKey::from_secret(secret.as_bytes()),
+    )
+    .unwrap();
+    let expired = sign(
+        &Claims {
+            sub: &sub,
+            role: "user",
+            iat: now - 7200,
+            exp: now - 3600,
+        },
+        &secret,
+    );
+    let other_key = sign(&fresh, "another-secret-that-is-long-enough-to-use");
+    let bad_sub = sign(
+        &Claims {
+            sub: "not-a-number",
+            role: "user",
+            iat: now,
+            exp: now + 600,
+        },
+        &secret,
+    );
+    let bad_role = sign(
+        &Claims {
+            sub: &sub,
+            role: "root",
+            iat: now,
+            exp: now + 600,
+        },
+        &secret,
+    );
+
+    for (what, token) in [
+        ("changed signature", tampered),
+        ("alg none", none),
+        ("HS512", hs512),
+        ("expired", expired),
+        ("other key", other_key),
+        ("bad sub", bad_sub),
+        ("bad role", bad_role),
+        ("garbage", "abc.def.ghi".to_owned()),
+    ] {
+        let answer = app.get("/api/me", Some(&token)).await;
+        assert_eq!(answer.status, 401, "{what}: {}", answer.body);
+        assert_eq!(answer.body["code"], "UNAUTHORIZED", "{what}");
+    }
+    app.get("/api/me", None)
+        .await
+        .assert_error(401, "UNAUTHORIZED");
+    assert_eq!(app.get("/api/me", Some(&good)).await.status, 200);
+    // A token signed by us for a user that does not exist.
+    let ghost = app.token(UserId(999_999), Role::User);
+    app.get("/api/me", Some(&ghost))
+        .await
+        .assert_error(401, "UNAUTHORIZED");
+}
+
+#[tokio::test]
+async fn admin_bootstrap_creates_then_promotes_idempotently() {
+    let email = format!("boss.{}@example.com", rand_suffix());
+    let app = TestApp::spawn_with(&[
+        ("ADMIN_EMAIL", email.as_str()),
+        ("ADMIN_PASSWORD", "boss-password"),
+    ])
+    .await;
+    // The start-up in spawn ran it once; run it again, as a restart would.
+    gateway::accounts::bootstrap_admin(&app.state)
+        .await
+        .unwrap();
+    let rows: Vec<(String, String)> = sqlx::query_as("SELECT email, role FROM `user`")
+        .fetch_all(&app.state.db)
+        .await
+        .unwrap();
+    assert_eq!(rows, vec![(email.clone(), "admin".to_owned())]);
+    let login = app
+        .post(
+            "/api/auth/login",
+            None,
+            &json!({"email": email, "password": "boss-password"}),
+        )
+        .await;
+    assert_eq!(login.status, 200, "{}", login.body);
+
+    // An existing user account is promoted, not duplicated.
+    let user_email = format!("eve.{}@example.com", rand_suffix());
+    app.user(&user_email).await;
+    let mut config = app.env.config.clone();
+    config.admin = Some(coupon_core::config::AdminBootstrap {
+        email: user_email.clone(),
+        password: coupon_core::config::Secret::new("eve-admin-password"),
+    });
+    let state = gateway::AppState::new(config).unwrap();
+    gateway::accounts::bootstrap_admin(&state).await.unwrap();
+    gateway::accounts::bootstrap_admin(&state).await.unwrap();
+    let role: String = sqlx::query_scalar("SELECT role FROM `user` WHERE email = ?")
+        .bind(&user_email)
+        .fetch_one(&app.state.db)
+        .await
+        .unwrap();
+    assert_eq!(role, "admin");
+    let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM `user`")
+        .fetch_one(&app.state.db)
+        .await
+        .unwrap();
+    assert_eq!(count, 2);
+}

@@ -1,0 +1,224 @@
+//! Coupons and the admin API over HTTP against the real MySQL and Redis.
+
+mod common;
+
+use common::{active_coupon, rand_suffix, TestApp};
+use serde_json::json;
+
+#[tokio::test]
+async fn admin_creates_a_coupon_that_everyone_can_see() {
+    let app = TestApp::spawn().await;
+    let admin = app.admin().await;
+    let created = app
+        .coupon(
+            &admin,
+            json!({
+                "title": "  Free coffee  ",
+                "total_quantity": 1000,
+                "valid_from": "2026-01-01T09:00:00+09:00",
+                "valid_to": "2099-01-01T00:00:00Z",
+                "admission_rate_per_sec": 250
+            }),
+        )
+        .await;
+    assert_eq!(created["title"], "Free coffee");
+    assert_eq!(created["total_quantity"], 1000);
+    assert_eq!(created["remaining_quantity"], 1000);
+    assert_eq!(created["valid_from"], "2026-01-01T00:00:00Z");
+    assert_eq!(created["status"], "active");
+    assert_eq!(created["admission_rate_per_sec"], 250);
+    let id = created["id"].as_u64().unwrap();
+
+    let list = app.get("/api/coupons", None).await;
+    assert_eq!(list.status, 200);
+    assert_eq!(list.body.as_array().unwrap().len(), 1);
+    assert_eq!(list.body[0]["id"], id);
+    let one = app.get(&format!("/api/coupons/{id}"), None).await;
+    assert_eq!(one.status, 200);
+    assert_eq!(one.body, list.body[0]);
+
+    // The stock is ready in Redis for the claim path.
+    let stock = coupon_core::stock::stock(&app.state.redis, coupon_core::domain::CouponId(id))
+        .await
+        .unwrap();
+    assert_eq!(stock, Some(1000));
+
+    // Remaining is live: what Redis says, not the MySQL column.
+    let key =
+        coupon_core::stock::stock_key(app.state.redis.keys(), coupon_core::domain::CouponId(id));
+    let mut conn = app.state.redis.conn().await.unwrap();
+    redis::cmd("SET")
+        .arg(&key)
+        .arg(0)
+        .query_async::<()>(&mut conn)
+        .await
+        .unwrap();
+    let sold = app.get(&format!("/api/coupons/{id}"), None).await;
+    assert_eq!(sold.body["remaining_quantity"], 0);
+    assert_eq!(sold.body["status"], "sold_out");
+}
+
+#[tokio::test]
+async fn status_follows_the_time_window() {
+    let app = TestApp::spawn().await;
+    let admin = app.admin().await;
+    let later = app
+        .coupon(
+            &admin,
+            json!({"title": "Later", "total_quantity": 5,
+                   "valid_from": "2099-01-01T00:00:00Z", "valid_to": "2099-02-01T00:00:00Z"}),
+        )
+        .await;
+    assert_eq!(later["status"], "scheduled");
+    let past = app
+        .coupon(
+            &admin,
+            json!({"title": "Past", "total_quantity": 5,
+                   "valid_from": "2020-01-01T00:00:00Z", "valid_to": "2020-02-01T00:00:00Z"}),
+        )
+        .await;
+    assert_eq!(past["status"], "expired");
+}
+
+#[tokio::test]
+async fn coupon_creation_rejects_bad_input() {
+    let app = TestApp::spawn().await;
+    let admin = app.admin().await;
+    let base = active_coupon("x", 10);
+    let with = |field: &str, value: serde_json::Value| {
+        let mut body = base.clone();
+        body[field] = value;
+        body
+    };
+    let cases = [
+        (with("total_quantity", json!(0)), "total_quantity"),
+        (with("total_quantity", json!(10_000_001)), "total_quantity"),
+        (with("total_quantity", json!(-1)), "total_quantity"),
+        (with("total_quantity", json!("ten")), "total_quantity"),
+        (with("title", json!("")), "title"),
+        (with("title", json!("t".repeat(101))), "title"),
+        (with("valid_from", json!("tomorrow")), "valid_from"),
+        (
+            with("valid_from", json!("2099-01-01T00:00:00Z")),
+            "valid_to",
+        ),
+        (with("valid_to", base["valid_from"].clone()), "valid_to"),
+        (
+            with("admission_rate_per_sec", json!(0)),
+            "admission_rate_per_sec",
+        ),
+    ];
+    for (body, field) in cases {
+        let answer = app.post("/api/admin/coupons", Some(&admin), &body).await;
+        answer.assert_error(400, "VALIDATION");
+        let message = answer.body["message"].as_str().unwrap();
+        assert!(message.contains(field), "{body}: {message}");
+    }
+    app.post_raw("/api/admin/coupons", Some(&admin), "{not json")
+        .await
+        .assert_error(400, "VALIDATION");
+    // The largest allowed quantity is accepted.
+    app.coupon(&admin, with("total_quantity", json!(10_000_000)))
+        .await;
+    let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM coupon")
+        .fetch_one(&app.state.db)
+        .await
+        .unwrap();
+    assert_eq!(count, 1, "only the valid coupon was stored");
+}
+
+#[tokio::test]
+async fn admin_routes_refuse_users_and_strangers() {
+    let app = TestApp::spawn().await;
+    let admin = app.admin().await;
+    let coupon = app.coupon(&admin, active_coupon("Guarded", 3)).await;
+    let id = coupon["id"].as_u64().unwrap();
+    let (_, user) = app.user(&format!("u.{}@example.com", rand_suffix())).await;
+
+    app.post("/api/admin/coupons", Some(&user), &active_coupon("No", 1))
+        .await
+        .assert_error(403, "FORBIDDEN");
+    app.get(&format!("/api/admin/coupons/{id}/stats"), Some(&user))
+        .await
+        .assert_error(403, "FORBIDDEN");
+    app.get("/api/admin/dashboard", Some(&user))
+        .await
+        .assert_error(403, "FORBIDDEN");
+
+    app.post("/api/admin/coupons", None, &active_coupon("No", 1))
+        .await
+        .assert_error(401, "UNAUTHORIZED");
+    app.get(&format!("/api/admin/coupons/{id}/stats"), None)
+        .await
+        .assert_error(401, "UNAUTHORIZED");
+    app.get("/api/admin/dashboard", None)
+        .await
+        .assert_error(401, "UNAUTHORIZED");
+}
+
+#[tokio::test]
+async fn unknown_coupons_are_404_and_bad_ids_400() {
+    let app = TestApp::spawn().await;
+    let admin = app.admin().await;
+    app.get("/api/coupons/424242", None)
+        .await
+        .assert_error(404, "COUPON_NOT_FOUND");
+    app.get("/api/admin/coupons/424242/stats", Some(&admin))
+        .await
+        .assert_error(404, "COUPON_NOT_FOUND");
+    let bad = app.get("/api/coupons/abc", None).await;
+    bad.assert_error(400, "VALIDATION");
+    app.get("/api/coupons/-1", None)
+        .await
+        .assert_error(400, "VALIDATION");
+    app.get("/api/no/such/route", None)
+        .await
+        .assert_error(404, "NOT_FOUND");
+}
+
+#[tokio::test]
+async fn stats_dashboard_and_my_coupons() {
+    let app = TestApp::spawn().await;
+    let admin = app.admin().await;
+    let coupon = app.coupon(&admin, active_coupon("Counted", 10)).await;
+    let id = coupon["id"].as_u64().unwrap();
+    let (user_id, user) = app.user(&format!("v.{}@example.com", rand_suffix())).await;
+
+    // An issue as the persister would write it.
+    sqlx::query("INSERT INTO coupon_issue (user_id, coupon_id, issued_at) VALUES (?, ?, NOW(3))")
+        .bind(user_id)
+        .bind(id)
+        .execute(&app.state.db)
+        .await
+        .unwrap();
+
+    let stats = app
+        .get(&format!("/api/admin/coupons/{id}/stats"), Some(&admin))
+        .await;
+    assert_eq!(stats.status, 200, "{}", stats.body);
+    assert_eq!(stats.body["coupon_id"], id);
+    assert_eq!(stats.body["title"], "Counted");
+    assert_eq!(stats.body["issued"], 1);
+    assert_eq!(stats.body["remaining"], 10);
+    assert_eq!(stats.body["waiting"], 0);
+    assert_eq!(stats.body["total_quantity"], 10);
+    assert_eq!(
+        stats.body["outcomes"],
+        json!({"issued": 0, "sold_out": 0, "already_issued": 0, "daily_limit": 0})
+    );
+
+    let dashboard = app.get("/api/admin/dashboard", Some(&admin)).await;
+    assert_eq!(dashboard.status, 200);
+    assert_eq!(dashboard.body["coupons"][0], stats.body);
+    assert_eq!(dashboard.body["total_issued"], 1);
+
+    let mine = app.get("/api/me/coupons", Some(&user)).await;
+    assert_eq!(mine.status, 200, "{}", mine.body);
+    assert_eq!(mine.body.as_array().unwrap().len(), 1);
+    assert_eq!(mine.body[0]["coupon_id"], id);
+    assert_eq!(mine.body[0]["title"], "Counted");
+    assert_eq!(mine.body[0]["status"], "active");
+    app.get("/api/me/coupons", None)
+        .await
+        .assert_error(401, "UNAUTHORIZED");
+}

@@ -1,0 +1,55 @@
+//! The OpenAPI document is a reviewed artifact: the committed
+//! `gateway/openapi.json` must equal what the code renders. After an
+//! intended API change, regenerate it with
+//! `UPDATE_OPENAPI=1 cargo test -p gateway --test openapi` and review the diff.
+
+use std::path::PathBuf;
+
+#[test]
+fn the_committed_openapi_document_matches_the_code() {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("openapi.json");
+    let rendered = format!("{}\n", gateway::api::spec_json());
+    if std::env::var_os("UPDATE_OPENAPI").is_some() {
+        std::fs::write(&path, &rendered).unwrap();
+    }
+    let committed = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(
+        committed == rendered,
+        "gateway/openapi.json is stale: run `UPDATE_OPENAPI=1 cargo test -p gateway --test openapi` and review the diff"
+    );
+}
+
+#[test]
+fn every_endpoint_of_the_contract_is_documented_with_its_statuses() {
+    let spec: serde_json::Value = serde_json::from_str(&gateway::api::spec_json()).unwrap();
+    let expect = [
+        ("/api/auth/signup", "post", &["201", "400", "409"][..]),
+        ("/api/auth/login", "post", &["200", "401"]),
+        ("/api/me", "get", &["200", "401"]),
+        ("/api/me/coupons", "get", &["200", "401"]),
+        ("/api/coupons", "get", &["200"]),
+        ("/api/coupons/{id}", "get", &["200", "404"]),
+        ("/api/admin/coupons", "post", &["201", "400", "401", "403"]),
+        (
+            "/api/admin/coupons/{id}/stats",
+            "get",
+            &["200", "401", "403", "404"],
+        ),
+        ("/api/admin/dashboard", "get", &["200", "401", "403"]),
+        ("/healthz", "get", &["200"]),
+        ("/readyz", "get", &["200", "503"]),
+        ("/metrics", "get", &["200"]),
+    ];
+    for (path, method, statuses) in expect {
+        let op = &spec["paths"][path][method];
+        assert!(op.is_object(), "{method} {path} is documented");
+        for status in statuses {
+            assert!(
+                op["responses"][status].is_object(),
+                "{method} {path} documents {status}"
+            );
+        }
+    }
+    assert!(spec["components"]["securitySchemes"]["bearer"].is_object());
+    assert!(spec["paths"]["/api/me"]["get"]["security"].is_array());
+}
