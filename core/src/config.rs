@@ -93,6 +93,9 @@ pub struct Config {
     /// (tansu, memory engine) keeps exact offsets only this way; real Kafka
     /// (docker-compose) sets it to false and batches normally.
     pub kafka_one_message_per_batch: bool,
+    /// How long the producer tries to deliver one message before it reports
+    /// failure (the relay then retries the batch).
+    pub kafka_message_timeout: Duration,
 
     pub jwt_secret: Secret,
     pub jwt_ttl: Duration,
@@ -206,6 +209,11 @@ impl Config {
             kafka_replication_factor: env.number("KAFKA_REPLICATION_FACTOR", 1, 1..=16)?,
             kafka_consumer_group: env.string("KAFKA_CONSUMER_GROUP", "coupon-persister"),
             kafka_one_message_per_batch: env.boolean("KAFKA_ONE_MESSAGE_PER_BATCH", true)?,
+            kafka_message_timeout: Duration::from_millis(env.number(
+                "KAFKA_MESSAGE_TIMEOUT_MS",
+                10_000,
+                1_000..=300_000,
+            )?),
             jwt_secret: Secret::new(jwt_secret),
             jwt_ttl: Duration::from_secs(env.number("JWT_TTL_SECS", 3600, 60..=30 * 86_400)?),
             gateway_addr: env.parse("GATEWAY_ADDR", "127.0.0.1:8080")?,

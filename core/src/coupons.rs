@@ -129,3 +129,59 @@ pub async fn issued_to(
     .fetch_all(db)
     .await
 }
+
+/// One issue to persist, from a Kafka event.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NewIssue {
+    pub coupon: CouponId,
+    pub user: UserId,
+    pub issued_at: DateTime<Utc>,
+}
+
+/// Rows per multi-row INSERT.
+const INSERT_CHUNK: usize = 1000;
+
+/// Writes `issues` into `coupon_issue` and brings `remaining_quantity` (and
+/// the stored `sold_out` status) of every touched coupon in line with the
+/// rows, in one transaction. Idempotent: an issue already stored (a
+/// redelivered event) is skipped by UNIQUE(user_id, coupon_id), so invariant
+/// 2 holds whatever Kafka delivers twice. Returns the rows inserted.
+pub async fn persist_issues(db: &MySqlPool, issues: &[NewIssue]) -> Result<u64, sqlx::Error> {
+    if issues.is_empty() {
+        return Ok(0);
+    }
+    let mut tx = db.begin().await?;
+    let mut inserted = 0;
+    for chunk in issues.chunks(INSERT_CHUNK) {
+        let mut insert = sqlx::QueryBuilder::new(
+            "INSERT IGNORE INTO coupon_issue (user_id, coupon_id, issued_at) ",
+        );
+        insert.push_values(chunk, |mut row, issue| {
+            row.push_bind(issue.user.0)
+                .push_bind(issue.coupon.0)
+                .push_bind(issue.issued_at.naive_utc());
+        });
+        inserted += insert.build().execute(&mut *tx).await?.rows_affected();
+    }
+    let mut coupons: Vec<CouponId> = issues.iter().map(|i| i.coupon).collect();
+    coupons.sort_unstable();
+    coupons.dedup();
+    for coupon in coupons {
+        // Invariant 7: remaining = total - rows, computed from the rows in
+        // this same transaction rather than decremented, so replays and
+        // reconciliation can never make it drift.
+        sqlx::query(
+            "UPDATE coupon c \
+             JOIN (SELECT COUNT(*) AS n FROM coupon_issue WHERE coupon_id = ?) i \
+             SET c.remaining_quantity = GREATEST(CAST(c.total_quantity AS SIGNED) - i.n, 0), \
+                 c.status = IF(c.status = 'active' AND i.n >= c.total_quantity, 'sold_out', c.status) \
+             WHERE c.id = ?",
+        )
+        .bind(coupon.0)
+        .bind(coupon.0)
+        .execute(&mut *tx)
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(inserted)
+}

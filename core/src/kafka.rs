@@ -33,7 +33,10 @@ pub fn producer_config(config: &Config) -> ClientConfig {
     c.set("enable.idempotence", "true")
         .set("acks", "all")
         .set("compression.type", "none")
-        .set("message.timeout.ms", "30000")
+        .set(
+            "message.timeout.ms",
+            config.kafka_message_timeout.as_millis().to_string(),
+        )
         .set("linger.ms", "2");
     if config.kafka_one_message_per_batch {
         c.set("batch.num.messages", "1");

@@ -3,6 +3,10 @@
 //! - [`config`]: the typed configuration, read once at start.
 //! - [`domain`]: ids, emails, roles, coupon status: parsed once, then trusted.
 //! - [`users`] and [`coupons`]: the MySQL tables.
+//! - [`scripts`]: the Lua scripts of `lua/` (enqueue, admit, claim) and
+//!   every coupon key name; [`daily`]: the day of the daily limit.
+//! - [`events`]: the versioned Kafka event the relay writes and the
+//!   persister reads.
 //! - [`stock`]: a coupon's live state in Redis (stock, metadata, queue,
 //!   outcome counts), warmed from MySQL.
 //! - [`db`]: the MySQL pool and the embedded migrations.
@@ -19,8 +23,10 @@
 
 pub mod config;
 pub mod coupons;
+pub mod daily;
 pub mod db;
 pub mod domain;
+pub mod events;
 pub mod health;
 pub mod kafka;
 pub mod keys;
@@ -28,6 +34,7 @@ pub mod metrics;
 pub mod ops_http;
 pub mod process;
 pub mod redis_store;
+pub mod scripts;
 pub mod shutdown;
 pub mod stock;
 pub mod telemetry;

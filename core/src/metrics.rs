@@ -11,6 +11,34 @@ use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 pub const HTTP_REQUESTS: &str = "http_requests_total";
 pub const HTTP_REQUEST_DURATION: &str = "http_request_duration_seconds";
 
+/// Claims answered by the gateway, by result (`queued`, `waiting`,
+/// `sold_out`, ...).
+pub const CLAIMS: &str = "coupon_claims_total";
+/// Ticket reads, by status.
+pub const TICKET_POLLS: &str = "coupon_ticket_polls_total";
+/// Users admitted from a waiting line, by coupon.
+pub const ADMISSIONS: &str = "coupon_admissions_total";
+/// Claim outcomes decided by the claim script, by outcome.
+pub const CLAIM_OUTCOMES: &str = "coupon_claim_outcomes_total";
+/// One `claim.lua` call (seconds) and its batch size (users).
+pub const CLAIM_SCRIPT_DURATION: &str = "coupon_claim_script_duration_seconds";
+pub const CLAIM_BATCH_SIZE: &str = "coupon_claim_batch_size";
+/// Waiting users, by coupon.
+pub const QUEUE_LENGTH: &str = "coupon_queue_length";
+/// Outbox entries not yet delivered to Kafka.
+pub const OUTBOX_BACKLOG: &str = "coupon_outbox_backlog";
+/// Issues delivered to Kafka; produce latency (seconds) and errors.
+pub const RELAYED_ISSUES: &str = "coupon_relayed_issues_total";
+pub const KAFKA_PRODUCE_DURATION: &str = "coupon_kafka_produce_duration_seconds";
+pub const KAFKA_PRODUCE_ERRORS: &str = "coupon_kafka_produce_errors_total";
+/// Persister: rows inserted, issues per batch, batch latency (seconds),
+/// failed attempts, dead-lettered messages.
+pub const PERSISTED_ROWS: &str = "coupon_persisted_rows_total";
+pub const PERSIST_BATCH_SIZE: &str = "coupon_persist_batch_size";
+pub const PERSIST_DURATION: &str = "coupon_persist_duration_seconds";
+pub const PERSIST_ERRORS: &str = "coupon_persist_errors_total";
+pub const DLQ_MESSAGES: &str = "coupon_dlq_messages_total";
+
 /// Latency buckets (seconds) for every `*_seconds` histogram.
 const SECONDS_BUCKETS: &[f64] = &[
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,

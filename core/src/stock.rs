@@ -3,9 +3,15 @@
 //! | key | type | what |
 //! | --- | --- | --- |
 //! | `coupon:{id}:stock` | string | coupons left to hand out |
-//! | `coupon:{id}:meta` | hash | title, total, valid_from_ms, valid_to_ms, rate |
-//! | `coupon:{id}:queue` | sorted set | waiting users by arrival order |
+//! | `coupon:{id}:meta` | hash | title, total, valid_from_ms, valid_to_ms, rate, status, sold_out, observed_rate |
+//! | `coupon:{id}:queue` | sorted set | waiting users, score = arrival number |
+//! | `coupon:{id}:seq` | string | arrival counter |
+//! | `coupon:{id}:admitted` | sorted set | users taken from the line, claim in flight |
+//! | `coupon:{id}:results` | hash | user -> `I:<issued_at_ms>` or `R:<REASON>` |
+//! | `coupon:{id}:issued` | set | users who hold the coupon |
+//! | `coupon:{id}:outbox` | stream | one entry per issue, for the relay |
 //! | `coupon:{id}:outcomes` | hash | claim outcomes by reason |
+//! | `coupons:active` | set | coupons the admitter and relay look at |
 //!
 //! MySQL is the source of truth for what a coupon *is*; Redis holds what is
 //! happening to it now. Warm-up copies the first into the second, so that the
@@ -17,6 +23,7 @@ use crate::coupons::Coupon;
 use crate::domain::CouponId;
 use crate::keys::Keys;
 use crate::redis_store::RedisStore;
+use crate::scripts::CouponKeys;
 
 /// Claim outcomes, as counted by the claim script.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -37,19 +44,7 @@ pub struct Live {
 }
 
 pub fn stock_key(keys: &Keys, id: CouponId) -> String {
-    keys.coupon(id.0, "stock")
-}
-
-pub fn meta_key(keys: &Keys, id: CouponId) -> String {
-    keys.coupon(id.0, "meta")
-}
-
-pub fn queue_key(keys: &Keys, id: CouponId) -> String {
-    keys.coupon(id.0, "queue")
-}
-
-pub fn outcomes_key(keys: &Keys, id: CouponId) -> String {
-    keys.coupon(id.0, "outcomes")
+    CouponKeys::new(keys, id).stock
 }
 
 /// Makes the coupon ready for the claim path. The stock is set only if it is
@@ -60,18 +55,18 @@ pub async fn warm_up(
     coupon: &Coupon,
     default_rate: u32,
 ) -> redis::RedisResult<()> {
-    let keys = redis.keys();
+    let k = CouponKeys::new(redis.keys(), coupon.id);
     let mut conn = redis.conn().await?;
     let rate = coupon.admission_rate_per_sec.unwrap_or(default_rate);
     redis::pipe()
         .atomic()
         .cmd("SET")
-        .arg(stock_key(keys, coupon.id))
+        .arg(&k.stock)
         .arg(coupon.remaining_quantity)
         .arg("NX")
         .ignore()
         .hset_multiple(
-            meta_key(keys, coupon.id),
+            &k.meta,
             &[
                 ("title", coupon.title.clone()),
                 ("total", coupon.total_quantity.to_string()),
@@ -88,7 +83,7 @@ pub async fn warm_up(
             ],
         )
         .ignore()
-        .sadd(keys.global("coupons:active"), coupon.id.0)
+        .sadd(active_key(redis.keys()), coupon.id.0)
         .ignore()
         .query_async::<()>(&mut conn)
         .await
@@ -99,12 +94,10 @@ pub async fn live(redis: &RedisStore, ids: &[CouponId]) -> redis::RedisResult<Ve
     if ids.is_empty() {
         return Ok(Vec::new());
     }
-    let keys = redis.keys();
     let mut pipe = redis::pipe();
     for id in ids {
-        pipe.get(stock_key(keys, *id))
-            .zcard(queue_key(keys, *id))
-            .hgetall(outcomes_key(keys, *id));
+        let k = CouponKeys::new(redis.keys(), *id);
+        pipe.get(k.stock).zcard(k.queue).hgetall(k.outcomes);
     }
     let mut conn = redis.conn().await?;
     let replies: Vec<redis::Value> = pipe.query_async(&mut conn).await?;
@@ -133,4 +126,103 @@ pub async fn stock(redis: &RedisStore, id: CouponId) -> redis::RedisResult<Optio
     let mut conn = redis.conn().await?;
     let stock: Option<i64> = conn.get(stock_key(redis.keys(), id)).await?;
     Ok(stock.map(|s| s.max(0) as u64))
+}
+
+/// The set of coupons the admitter and the relay work on.
+pub fn active_key(keys: &Keys) -> String {
+    keys.global("coupons:active")
+}
+
+/// Coupons in the active set.
+pub async fn active(redis: &RedisStore) -> redis::RedisResult<Vec<CouponId>> {
+    let mut conn = redis.conn().await?;
+    let ids: Vec<u64> = conn.smembers(active_key(redis.keys())).await?;
+    Ok(ids.into_iter().map(CouponId).collect())
+}
+
+/// What Redis knows about one user's ticket for one coupon.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct TicketState {
+    /// False when the coupon's Redis state is gone (never warmed, or
+    /// cleaned up after the coupon ended).
+    pub coupon_known: bool,
+    /// `I:<issued_at_ms>` or `R:<REASON>`.
+    pub result: Option<String>,
+    /// 0-based rank in the waiting line.
+    pub rank: Option<u64>,
+    pub admitted: bool,
+    pub sold_out: bool,
+    pub expired: bool,
+    pub stock: u64,
+    pub total: u64,
+    /// Admissions per second actually observed, or the configured rate.
+    pub rate: f64,
+    /// Arrival number of this user and of the line's head: how far the line
+    /// has moved since the user joined.
+    pub own_seq: Option<u64>,
+    pub head_seq: Option<u64>,
+    pub last_seq: u64,
+}
+
+/// One transaction: everything a ticket answer needs, as of one moment.
+pub async fn ticket_state(
+    redis: &RedisStore,
+    coupon: CouponId,
+    user: crate::domain::UserId,
+    now_ms: i64,
+) -> redis::RedisResult<TicketState> {
+    let k = CouponKeys::new(redis.keys(), coupon);
+    let mut conn = redis.conn().await?;
+    #[allow(clippy::type_complexity)]
+    let (meta, stock, result, rank, admitted, own, head, last): (
+        Vec<Option<String>>,
+        Option<i64>,
+        Option<String>,
+        Option<u64>,
+        Option<f64>,
+        Option<f64>,
+        Vec<(u64, f64)>,
+        Option<u64>,
+    ) = redis::pipe()
+        // Atomic: a claim script running between these reads could move the
+        // user from "admitted" to "decided" unseen, leaving no trace at all.
+        .atomic()
+        .cmd("HMGET")
+        .arg(&k.meta)
+        .arg(&[
+            "valid_to_ms",
+            "status",
+            "sold_out",
+            "rate",
+            "observed_rate",
+            "total",
+        ])
+        .get(&k.stock)
+        .hget(&k.results, user.0)
+        .zrank(&k.queue, user.0)
+        .zscore(&k.admitted, user.0)
+        .zscore(&k.queue, user.0)
+        .zrange_withscores(&k.queue, 0, 0)
+        .get(&k.seq)
+        .query_async(&mut conn)
+        .await?;
+    let field = |i: usize| meta.get(i).cloned().flatten();
+    let number = |i: usize| field(i).and_then(|v| v.parse::<f64>().ok());
+    let valid_to = number(0);
+    let stock = stock.unwrap_or(0).max(0) as u64;
+    Ok(TicketState {
+        coupon_known: valid_to.is_some(),
+        result,
+        rank,
+        admitted: admitted.is_some(),
+        sold_out: field(2).is_some() || (valid_to.is_some() && stock == 0),
+        expired: field(1).as_deref() == Some("expired")
+            || valid_to.is_some_and(|t| now_ms as f64 >= t),
+        stock,
+        total: number(5).unwrap_or(0.0) as u64,
+        rate: number(4).or(number(3)).unwrap_or(1.0).max(0.001),
+        own_seq: own.map(|s| s as u64),
+        head_seq: head.first().map(|(_, s)| *s as u64),
+        last_seq: last.unwrap_or(0),
+    })
 }

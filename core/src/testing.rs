@@ -77,3 +77,133 @@ pub fn dead_port() -> u16 {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port");
     listener.local_addr().expect("local addr").port()
 }
+
+/// Polls `check` until it returns `Some`, or panics naming `what` after
+/// `deadline`. For waiting on something that cannot be awaited directly;
+/// never a fixed sleep.
+pub async fn eventually<T, F, Fut>(what: &str, deadline: std::time::Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let give_up = std::time::Instant::now() + deadline;
+    let mut pause = std::time::Duration::from_millis(5);
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(
+            std::time::Instant::now() < give_up,
+            "timed out after {deadline:?} waiting for {what}"
+        );
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(std::time::Duration::from_millis(200));
+    }
+}
+
+/// A coupon that exists only in Redis (for script tests): warmed up as the
+/// admin API would, active for the next hour.
+pub async fn redis_coupon(
+    redis: &crate::RedisStore,
+    id: u64,
+    total: u32,
+    rate: u32,
+) -> crate::coupons::Coupon {
+    let now = chrono::Utc::now();
+    let coupon = crate::coupons::Coupon {
+        id: crate::domain::CouponId(id),
+        title: format!("test coupon {id}"),
+        total_quantity: total,
+        remaining_quantity: total,
+        valid_from: now - chrono::Duration::hours(1),
+        valid_to: now + chrono::Duration::hours(1),
+        status: "active".into(),
+        admission_rate_per_sec: Some(rate),
+        created_at: now,
+    };
+    crate::stock::warm_up(redis, &coupon, rate)
+        .await
+        .expect("warm up");
+    coupon
+}
+
+/// The invariants of DESIGN.md for `coupons`, once the pipeline has settled
+/// (every issue persisted). Panics naming the one that broke.
+pub async fn assert_invariants(
+    config: &Config,
+    db: &sqlx::MySqlPool,
+    redis: &crate::RedisStore,
+    coupons: &[crate::domain::CouponId],
+) {
+    use redis::AsyncCommands;
+    use std::collections::{HashMap, HashSet};
+
+    let mut conn = redis.conn().await.expect("redis");
+    let mut per_user_day: HashMap<(u64, String), u32> = HashMap::new();
+    for &coupon in coupons {
+        let keys = crate::scripts::CouponKeys::new(redis.keys(), coupon);
+        let (total, remaining): (u32, u32) =
+            sqlx::query_as("SELECT total_quantity, remaining_quantity FROM coupon WHERE id = ?")
+                .bind(coupon.0)
+                .fetch_one(db)
+                .await
+                .expect("coupon row");
+        let rows: Vec<(u64, chrono::DateTime<chrono::Utc>)> =
+            sqlx::query_as("SELECT user_id, issued_at FROM coupon_issue WHERE coupon_id = ?")
+                .bind(coupon.0)
+                .fetch_all(db)
+                .await
+                .expect("issue rows");
+        let users: HashSet<u64> = rows.iter().map(|(u, _)| *u).collect();
+        // 1. Never more than the total, in MySQL and in Redis.
+        assert!(
+            rows.len() as u32 <= total,
+            "invariant 1 (MySQL): {} rows > total {total}",
+            rows.len()
+        );
+        let issued: HashSet<u64> = conn.smembers(&keys.issued).await.expect("issued set");
+        let stock: i64 = conn
+            .get::<_, Option<i64>>(&keys.stock)
+            .await
+            .expect("stock")
+            .unwrap_or(0);
+        assert!(
+            issued.len() as u32 <= total,
+            "invariant 1 (Redis): {} issued > total {total}",
+            issued.len()
+        );
+        assert_eq!(
+            stock + issued.len() as i64,
+            i64::from(total),
+            "stock + issued = total in Redis"
+        );
+        // 2. One row per (user, coupon).
+        assert_eq!(
+            users.len(),
+            rows.len(),
+            "invariant 2: duplicate (user, coupon) rows"
+        );
+        // 4. Every issue the claim script made is a row.
+        assert_eq!(
+            users, issued,
+            "invariant 4: Redis issued set and MySQL rows differ"
+        );
+        // 7. remaining = total - rows.
+        assert_eq!(
+            remaining,
+            total - rows.len() as u32,
+            "invariant 7: remaining_quantity drifted"
+        );
+        for (user, at) in rows {
+            let day = crate::daily::day_of(at, config.daily_limit_tz).label;
+            *per_user_day.entry((user, day)).or_default() += 1;
+        }
+    }
+    // 3. The daily limit, across these coupons.
+    for ((user, day), n) in per_user_day {
+        assert!(
+            n <= config.daily_limit,
+            "invariant 3: user {user} got {n} coupons on {day}"
+        );
+    }
+}

@@ -5,8 +5,10 @@ use poem_openapi::{OpenApiService, Tags};
 
 use crate::accounts::AccountsApi;
 use crate::admin::AdminApi;
+use crate::claim::ClaimApi;
 use crate::coupons::CouponsApi;
 use crate::operations::OperationsApi;
+use crate::tickets::TicketsApi;
 
 #[derive(Tags)]
 pub enum ApiTags {
@@ -14,17 +16,33 @@ pub enum ApiTags {
     Accounts,
     /// Coupons and the caller's issued coupons.
     Coupons,
+    /// Claiming a coupon and following the ticket.
+    Claims,
     /// Creating and watching coupons (admins only).
     Admin,
     /// Liveness, readiness and metrics.
     Operations,
 }
 
-pub type Api = (AccountsApi, CouponsApi, AdminApi, OperationsApi);
+pub type Api = (
+    AccountsApi,
+    CouponsApi,
+    ClaimApi,
+    TicketsApi,
+    AdminApi,
+    OperationsApi,
+);
 
 pub fn service() -> OpenApiService<Api, ()> {
     OpenApiService::new(
-        (AccountsApi, CouponsApi, AdminApi, OperationsApi),
+        (
+            AccountsApi,
+            CouponsApi,
+            ClaimApi,
+            TicketsApi,
+            AdminApi,
+            OperationsApi,
+        ),
         "Coupon rush",
         env!("CARGO_PKG_VERSION"),
     )

@@ -6,8 +6,9 @@
 //! - [`startup`]: migrations at start, routes, binding and serving.
 //! - [`api`]: the OpenAPI service that gathers every API area, one file
 //!   each: [`accounts`] (sign-up, login, me), [`coupons`] (list, one, mine),
-//!   [`admin`] (create, stats, dashboard), [`operations`] (liveness,
-//!   readiness, metrics).
+//!   [`claim`] (join the line: Redis only, one round trip), [`tickets`]
+//!   (where a claim stands; signed ticket ids), [`admin`] (create, stats,
+//!   dashboard), [`operations`] (liveness, readiness, metrics).
 //! - [`auth`]: JWT access tokens and the bearer/cookie security scheme.
 //! - [`error`]: the one error type, its codes and statuses.
 //! - [`json`]: strict JSON request bodies whose errors name the field.
@@ -20,12 +21,14 @@ pub mod accounts;
 pub mod admin;
 pub mod api;
 pub mod auth;
+pub mod claim;
 pub mod coupons;
 pub mod error;
 pub mod json;
 pub mod operations;
 pub mod startup;
 pub mod state;
+pub mod tickets;
 pub mod time;
 
 pub use startup::Application;

@@ -81,3 +81,33 @@ impl Application {
             .await
     }
 }
+
+/// A gateway serving in the background; stops when dropped. For tests and
+/// tools that run the real app in-process.
+pub struct Spawned {
+    pub addr: SocketAddr,
+    stop: CancellationToken,
+}
+
+impl Spawned {
+    /// `http://<addr>`.
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+}
+
+impl Drop for Spawned {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+/// Prepares (migrations, admin), binds and serves `state` in the background.
+pub async fn spawn(state: AppState) -> anyhow::Result<Spawned> {
+    prepare(&state).await?;
+    let app = Application::bind(state).await?;
+    let addr = app.addr();
+    let stop = CancellationToken::new();
+    tokio::spawn(app.run_until_stopped(stop.clone()));
+    Ok(Spawned { addr, stop })
+}

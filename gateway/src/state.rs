@@ -10,6 +10,7 @@ use rdkafka::client::DefaultClientContext;
 use sqlx::MySqlPool;
 
 use crate::auth::Tokens;
+use crate::tickets::TicketKey;
 
 /// Cheap to clone: every field is a handle.
 #[derive(Clone)]
@@ -22,6 +23,7 @@ pub struct AppState {
     pub kafka: Arc<AdminClient<DefaultClientContext>>,
     pub metrics: PrometheusHandle,
     pub tokens: Arc<Tokens>,
+    pub tickets: TicketKey,
 }
 
 impl AppState {
@@ -34,6 +36,7 @@ impl AppState {
             kafka: Arc::new(coupon_core::kafka::admin_client(&config)?),
             metrics: coupon_core::metrics::install(),
             tokens: Arc::new(Tokens::new(config.jwt_secret.expose(), config.jwt_ttl)),
+            tickets: TicketKey::derive(config.jwt_secret.expose()),
             config: Arc::new(config),
         })
     }

@@ -36,6 +36,12 @@ fn every_endpoint_of_the_contract_is_documented_with_its_statuses() {
             &["200", "401", "403", "404"],
         ),
         ("/api/admin/dashboard", "get", &["200", "401", "403"]),
+        (
+            "/api/coupons/{id}/claim",
+            "post",
+            &["200", "202", "401", "404", "409", "410", "422", "429"],
+        ),
+        ("/api/tickets/{ticket_id}", "get", &["200", "401", "404"]),
         ("/healthz", "get", &["200"]),
         ("/readyz", "get", &["200", "503"]),
         ("/metrics", "get", &["200"]),

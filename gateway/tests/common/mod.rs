@@ -4,23 +4,16 @@
 
 use coupon_core::domain::{Email, Role, UserId};
 use coupon_core::testing::TestEnv;
-use gateway::{AppState, Application};
+use gateway::AppState;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
-use tokio_util::sync::CancellationToken;
 
 pub struct TestApp {
     pub base: String,
     pub env: TestEnv,
     pub state: AppState,
     pub http: reqwest::Client,
-    stop: CancellationToken,
-}
-
-impl Drop for TestApp {
-    fn drop(&mut self) {
-        self.stop.cancel();
-    }
+    _gateway: gateway::startup::Spawned,
 }
 
 /// A JSON answer: status and body (Null when the body is not JSON).
@@ -51,17 +44,13 @@ impl TestApp {
         coupon_core::telemetry::init(coupon_core::config::LogFormat::Text);
         let env = TestEnv::with(vars).await;
         let state = AppState::new(env.config.clone()).unwrap();
-        gateway::startup::prepare(&state).await.unwrap();
-        let app = Application::bind(state.clone()).await.unwrap();
-        let base = format!("http://{}", app.addr());
-        let stop = CancellationToken::new();
-        tokio::spawn(app.run_until_stopped(stop.clone()));
+        let gateway = gateway::startup::spawn(state.clone()).await.unwrap();
         Self {
-            base,
+            base: gateway.base_url(),
             env,
             state,
             http: reqwest::Client::new(),
-            stop,
+            _gateway: gateway,
         }
     }
 

@@ -1,0 +1,311 @@
+//! The Lua scripts against a real Redis: every claim outcome, mixed
+//! batches, duplicates, stock at the edges, the daily limit across coupons
+//! and days, idempotence, admission order and rate, and the sold-out drain.
+
+use chrono::{Duration, Utc};
+use coupon_core::daily::{day_of, Day};
+use coupon_core::domain::{CouponId, UserId};
+use coupon_core::scripts::{self, CouponKeys, Enqueued, Outcome};
+use coupon_core::testing::{redis_coupon, TestEnv};
+use coupon_core::RedisStore;
+use redis::AsyncCommands;
+
+struct Fixture {
+    redis: RedisStore,
+    limit: u32,
+}
+
+impl Fixture {
+    fn new(daily_limit: &str) -> Self {
+        let env = TestEnv::unmigrated(&[("DAILY_LIMIT", daily_limit)]);
+        Self {
+            redis: RedisStore::new(&env.config).unwrap(),
+            limit: env.config.daily_limit,
+        }
+    }
+
+    fn today(&self) -> Day {
+        day_of(Utc::now(), chrono_tz::Asia::Seoul)
+    }
+
+    /// Puts users straight into the admitted set, as admit.lua would.
+    async fn admit(&self, coupon: u64, users: &[u64]) {
+        let keys = CouponKeys::new(self.redis.keys(), CouponId(coupon));
+        let mut conn = self.redis.conn().await.unwrap();
+        for (i, user) in users.iter().enumerate() {
+            let _: () = conn.zadd(&keys.admitted, *user, i as f64).await.unwrap();
+        }
+    }
+
+    async fn claim_on(&self, coupon: u64, users: &[u64], day: &Day) -> Vec<(u64, Outcome)> {
+        let ids: Vec<UserId> = users.iter().map(|u| UserId(*u)).collect();
+        scripts::claim(
+            &self.redis,
+            CouponId(coupon),
+            &ids,
+            day,
+            self.limit,
+            Utc::now().timestamp_millis(),
+        )
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(u, o)| (u.0, o))
+        .collect()
+    }
+
+    async fn claim(&self, coupon: u64, users: &[u64]) -> Vec<(u64, Outcome)> {
+        self.admit(coupon, users).await;
+        self.claim_on(coupon, users, &self.today()).await
+    }
+
+    async fn stock(&self, coupon: u64) -> i64 {
+        let keys = CouponKeys::new(self.redis.keys(), CouponId(coupon));
+        self.redis
+            .conn()
+            .await
+            .unwrap()
+            .get(&keys.stock)
+            .await
+            .unwrap()
+    }
+
+    async fn outbox_len(&self, coupon: u64) -> u64 {
+        let keys = CouponKeys::new(self.redis.keys(), CouponId(coupon));
+        self.redis
+            .conn()
+            .await
+            .unwrap()
+            .xlen(&keys.outbox)
+            .await
+            .unwrap()
+    }
+}
+
+use Outcome::*;
+
+#[tokio::test]
+async fn every_outcome_in_one_mixed_batch() {
+    let f = Fixture::new("1");
+    redis_coupon(&f.redis, 1, 2, 100).await;
+    redis_coupon(&f.redis, 2, 5, 100).await;
+    // User 30 used today's limit on another coupon.
+    assert_eq!(f.claim(2, &[30]).await, vec![(30, Issued)]);
+    // User 10 holds coupon 1 already.
+    assert_eq!(f.claim(1, &[10]).await, vec![(10, Issued)]);
+
+    let decided = f.claim(1, &[10, 30, 20, 40, 50]).await;
+    assert_eq!(
+        decided,
+        vec![
+            (10, AlreadyIssued),
+            (30, DailyLimit),
+            (20, Issued),
+            (40, SoldOut),
+            (50, SoldOut)
+        ]
+    );
+    assert_eq!(f.stock(1).await, 0);
+    assert_eq!(f.outbox_len(1).await, 2, "one outbox entry per issue");
+
+    let keys = CouponKeys::new(f.redis.keys(), CouponId(1));
+    let mut conn = f.redis.conn().await.unwrap();
+    let outcomes: std::collections::HashMap<String, u64> =
+        conn.hgetall(&keys.outcomes).await.unwrap();
+    assert_eq!(outcomes["issued"], 2);
+    assert_eq!(outcomes["already_issued"], 1);
+    assert_eq!(outcomes["daily_limit"], 1);
+    assert_eq!(outcomes["sold_out"], 2);
+    let sold_out: Option<String> = conn.hget(&keys.meta, "sold_out").await.unwrap();
+    assert_eq!(
+        sold_out.as_deref(),
+        Some("1"),
+        "the coupon is marked sold out"
+    );
+    let result: String = conn.hget(&keys.results, 30).await.unwrap();
+    assert_eq!(result, "R:DAILY_LIMIT");
+    let result: String = conn.hget(&keys.results, 20).await.unwrap();
+    assert!(result.starts_with("I:"));
+}
+
+#[tokio::test]
+async fn the_same_user_twice_in_one_batch_is_decided_once() {
+    let f = Fixture::new("5");
+    redis_coupon(&f.redis, 1, 10, 100).await;
+    assert_eq!(f.claim(1, &[7, 7, 7]).await, vec![(7, Issued)]);
+    assert_eq!(f.stock(1).await, 9);
+    assert_eq!(f.outbox_len(1).await, 1);
+}
+
+#[tokio::test]
+async fn stock_of_exactly_one_and_exactly_zero() {
+    let f = Fixture::new("1");
+    redis_coupon(&f.redis, 1, 1, 100).await;
+    assert_eq!(f.claim(1, &[1, 2]).await, vec![(1, Issued), (2, SoldOut)]);
+    assert_eq!(f.stock(1).await, 0);
+    assert_eq!(f.claim(1, &[3]).await, vec![(3, SoldOut)]);
+    assert_eq!(f.stock(1).await, 0, "never below zero");
+    assert_eq!(f.outbox_len(1).await, 1);
+}
+
+#[tokio::test]
+async fn the_daily_limit_spans_coupons_and_resets_on_a_new_day() {
+    let f = Fixture::new("2");
+    for id in 1..=3 {
+        redis_coupon(&f.redis, id, 10, 100).await;
+    }
+    assert_eq!(f.claim(1, &[5]).await, vec![(5, Issued)]);
+    assert_eq!(f.claim(2, &[5]).await, vec![(5, Issued)]);
+    assert_eq!(
+        f.claim(3, &[5]).await,
+        vec![(5, DailyLimit)],
+        "third coupon on the same day"
+    );
+
+    // The caller passes the next day: the limit starts over.
+    let tomorrow = day_of(Utc::now() + Duration::days(1), chrono_tz::Asia::Seoul);
+    f.admit(3, &[5]).await;
+    assert_eq!(f.claim_on(3, &[5], &tomorrow).await, vec![(5, Issued)]);
+
+    // The day's counter expires by itself a little after the day ends.
+    let key = scripts::daily_key(f.redis.keys(), UserId(5), &f.today().label);
+    let ttl: i64 = f.redis.conn().await.unwrap().ttl(&key).await.unwrap();
+    assert!(ttl > 0 && ttl as u64 <= f.today().ttl_secs, "ttl {ttl}");
+}
+
+#[tokio::test]
+async fn a_second_call_with_the_same_batch_changes_nothing() {
+    let f = Fixture::new("1");
+    redis_coupon(&f.redis, 1, 2, 100).await;
+    let first = f.claim(1, &[1, 2, 3]).await;
+    assert_eq!(first, vec![(1, Issued), (2, Issued), (3, SoldOut)]);
+    let again = f.claim_on(1, &[1, 2, 3], &f.today()).await;
+    assert!(again.is_empty(), "already decided: {again:?}");
+    assert_eq!(f.stock(1).await, 0);
+    assert_eq!(f.outbox_len(1).await, 2);
+}
+
+async fn enqueue(f: &Fixture, coupon: u64, user: u64) -> Enqueued {
+    scripts::enqueue(
+        &f.redis,
+        CouponId(coupon),
+        UserId(user),
+        &f.today().label,
+        Utc::now().timestamp_millis(),
+        f.limit,
+    )
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn enqueue_keeps_the_first_place_and_answers_fast_rejections() {
+    let f = Fixture::new("1");
+    assert_eq!(enqueue(&f, 1, 1).await, Enqueued::NoCoupon);
+    redis_coupon(&f.redis, 1, 1, 100).await;
+    assert!(matches!(
+        enqueue(&f, 1, 1).await,
+        Enqueued::Waiting {
+            rank: 0,
+            joined: true,
+            ..
+        }
+    ));
+    assert!(matches!(
+        enqueue(&f, 1, 2).await,
+        Enqueued::Waiting {
+            rank: 1,
+            joined: true,
+            ..
+        }
+    ));
+    assert!(matches!(
+        enqueue(&f, 1, 1).await,
+        Enqueued::Waiting {
+            rank: 0,
+            joined: false,
+            ..
+        }
+    ));
+
+    let users = scripts::admit(
+        &f.redis,
+        CouponId(1),
+        Utc::now().timestamp_millis() + 1000,
+        10,
+        10,
+    )
+    .await
+    .unwrap();
+    assert_eq!(users, vec![UserId(1), UserId(2)], "arrival order");
+    assert_eq!(enqueue(&f, 1, 1).await, Enqueued::Admitted);
+    f.claim_on(1, &[1, 2], &f.today()).await;
+    assert!(matches!(enqueue(&f, 1, 1).await, Enqueued::Final(r) if r.starts_with("I:")));
+    assert_eq!(
+        enqueue(&f, 1, 2).await,
+        Enqueued::Final("R:SOLD_OUT".into())
+    );
+    assert_eq!(
+        enqueue(&f, 1, 3).await,
+        Enqueued::SoldOut,
+        "a newcomer after the stock is gone"
+    );
+
+    // Daily limit, before joining any line.
+    redis_coupon(&f.redis, 2, 5, 100).await;
+    assert_eq!(enqueue(&f, 2, 1).await, Enqueued::DailyLimit);
+}
+
+#[tokio::test]
+async fn enqueue_refuses_coupons_outside_their_window() {
+    let f = Fixture::new("1");
+    let mut coupon = redis_coupon(&f.redis, 1, 5, 100).await;
+    coupon.valid_from = Utc::now() + Duration::hours(1);
+    coupon.valid_to = Utc::now() + Duration::hours(2);
+    coupon_core::stock::warm_up(&f.redis, &coupon, 100)
+        .await
+        .unwrap();
+    assert_eq!(
+        enqueue(&f, 1, 1).await,
+        Enqueued::NotActive { expired: false }
+    );
+    coupon.valid_from = Utc::now() - Duration::hours(2);
+    coupon.valid_to = Utc::now() - Duration::hours(1);
+    coupon_core::stock::warm_up(&f.redis, &coupon, 100)
+        .await
+        .unwrap();
+    assert_eq!(
+        enqueue(&f, 1, 1).await,
+        Enqueued::NotActive { expired: true }
+    );
+}
+
+#[tokio::test]
+async fn admission_follows_the_rate_and_drains_at_once_when_sold_out() {
+    let f = Fixture::new("1");
+    redis_coupon(&f.redis, 1, 3, 10).await;
+    for user in 1..=50 {
+        enqueue(&f, 1, user).await;
+    }
+    let t0 = Utc::now().timestamp_millis();
+    // The bucket starts full: one second's worth, 10 users.
+    let first = scripts::admit(&f.redis, CouponId(1), t0, 1000, 1000)
+        .await
+        .unwrap();
+    assert_eq!(first, (1..=10).map(UserId).collect::<Vec<_>>());
+    // 300 ms later: 3 more (the 10 still admitted come back first).
+    let next = scripts::admit(&f.redis, CouponId(1), t0 + 300, 1000, 1000)
+        .await
+        .unwrap();
+    assert_eq!(next.len(), 13);
+    assert_eq!(next[10..], [UserId(11), UserId(12), UserId(13)]);
+
+    let ids: Vec<u64> = next.iter().map(|u| u.0).collect();
+    let decided = f.claim_on(1, &ids, &f.today()).await;
+    assert_eq!(decided.iter().filter(|(_, o)| *o == Issued).count(), 3);
+    // Sold out: the rest of the line (37 users) comes at once, not at 10/s.
+    let drained = scripts::admit(&f.redis, CouponId(1), t0 + 301, 1000, 1000)
+        .await
+        .unwrap();
+    assert_eq!(drained.len(), 37);
+}

@@ -1,0 +1,81 @@
+-- enqueue.lua: a user asks for a coupon. One atomic call answers the fast
+-- rejections and, if none applies, puts the user in the waiting line.
+--
+-- KEYS[1] coupon:{id}:meta      hash   valid_from_ms, valid_to_ms, status, sold_out
+-- KEYS[2] coupon:{id}:stock     string coupons left
+-- KEYS[3] coupon:{id}:queue     zset   waiting users, score = arrival number
+-- KEYS[4] coupon:{id}:admitted  zset   users taken from the line, claim in flight
+-- KEYS[5] coupon:{id}:results   hash   user -> "I:<issued_at_ms>" | "R:<REASON>"
+-- KEYS[6] coupon:{id}:issued    set    users who hold this coupon
+-- KEYS[7] coupon:{id}:seq       string arrival counter
+-- KEYS[8] daily:{user}:<day>    string the user's issues today (other slot:
+--                                       see coupon_core::scripts, cluster note)
+-- ARGV[1] user id
+-- ARGV[2] now, ms since the epoch
+-- ARGV[3] daily limit
+--
+-- Reply: { kind, detail, rate } where rate is the admissions per second
+-- actually observed (or the configured rate before any were), for the ETA
+--   {"NO_COUPON", ""}           the coupon is not in Redis (unknown, or not warmed)
+--   {"NOT_ACTIVE", "scheduled"|"expired"}
+--   {"FINAL", result}           the user's ticket is final already (result as stored)
+--   {"ALREADY_ISSUED", ""}      holds the coupon, without a ticket result
+--   {"ADMITTED", ""}            taken from the line, claim in flight
+--   {"WAITING", rank}           in line already (0-based rank; same place as before)
+--   {"QUEUED", rank}            just joined the line
+--   {"SOLD_OUT", ""}
+--   {"DAILY_LIMIT", ""}
+
+local user = ARGV[1]
+local now = tonumber(ARGV[2])
+local limit = tonumber(ARGV[3])
+
+local meta = redis.call('HMGET', KEYS[1], 'valid_from_ms', 'valid_to_ms', 'status', 'sold_out',
+  'rate', 'observed_rate')
+local rate = meta[6] or meta[5] or '0'
+if not meta[1] then
+  return {'NO_COUPON', ''}
+end
+
+local result = redis.call('HGET', KEYS[5], user)
+if result and string.sub(result, 1, 1) == 'I' then
+  return {'FINAL', result}
+end
+if redis.call('SISMEMBER', KEYS[6], user) == 1 then
+  return {'ALREADY_ISSUED', ''}
+end
+local rank = redis.call('ZRANK', KEYS[3], user)
+if rank then
+  return {'WAITING', rank, rate}
+end
+if redis.call('ZSCORE', KEYS[4], user) then
+  return {'ADMITTED', ''}
+end
+
+if meta[3] == 'expired' or now >= tonumber(meta[2]) then
+  if result then return {'FINAL', result} end
+  return {'NOT_ACTIVE', 'expired'}
+end
+if now < tonumber(meta[1]) then
+  return {'NOT_ACTIVE', 'scheduled'}
+end
+
+local stock = tonumber(redis.call('GET', KEYS[2]) or '0')
+if meta[4] or stock <= 0 then
+  if result then return {'FINAL', result} end
+  return {'SOLD_OUT', ''}
+end
+
+local used = tonumber(redis.call('GET', KEYS[8]) or '0')
+if used >= limit then
+  if result then return {'FINAL', result} end
+  return {'DAILY_LIMIT', ''}
+end
+
+-- A ticket rejected for the daily limit on an earlier day may try again.
+if result then
+  redis.call('HDEL', KEYS[5], user)
+end
+local seq = redis.call('INCR', KEYS[7])
+redis.call('ZADD', KEYS[3], 'NX', seq, user)
+return {'QUEUED', redis.call('ZRANK', KEYS[3], user), rate}

@@ -1,0 +1,222 @@
+//! The relay: carries each coupon's outbox stream to Kafka.
+//!
+//! It reads with a consumer group (`relay`), produces one event per coupon
+//! batch with the idempotent producer (acks=all, key = coupon id), and only
+//! after the delivery report succeeded acknowledges and deletes the entries
+//! (XACK + XDEL: the stream's length is the undelivered backlog). Entries a
+//! dead relay left pending are reclaimed after [`RECLAIM_IDLE`]. While Kafka
+//! is down, entries stay pending and are retried with backoff; claims keep
+//! being answered, since nothing on the claim path waits for Kafka.
+//!
+//! Invariant 4 (nothing lost): an entry leaves the stream only after Kafka
+//! has it. Delivery is at least once; the persister's insert is idempotent.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use coupon_core::domain::{CouponId, UserId};
+use coupon_core::events::{Event, Issue};
+use coupon_core::scripts::CouponKeys;
+use coupon_core::{metrics as names, stock, Config, RedisStore};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use redis::streams::{StreamId, StreamReadOptions, StreamReadReply};
+use redis::AsyncCommands;
+use tokio_util::sync::CancellationToken;
+
+const GROUP: &str = "relay";
+/// Entries per Kafka message.
+const BATCH: usize = 500;
+/// Pending this long without an ack, an entry is taken over from its relay
+/// (a relay that is alive acks within the Kafka message timeout).
+pub const RECLAIM_IDLE: Duration = Duration::from_secs(15);
+const IDLE_WAIT: Duration = Duration::from_millis(20);
+
+#[derive(Clone)]
+pub struct Relay {
+    config: Arc<Config>,
+    redis: RedisStore,
+    producer: FutureProducer,
+    /// This relay's name in the consumer group.
+    consumer: String,
+    groups: Arc<Mutex<HashSet<CouponId>>>,
+    reclaim_idle: Duration,
+}
+
+/// A live relay may hold an entry for as long as one delivery can take.
+fn config_timeout_margin(config: &Config) -> Duration {
+    config.kafka_message_timeout + Duration::from_secs(5)
+}
+
+impl Relay {
+    pub fn new(config: Arc<Config>, redis: RedisStore) -> anyhow::Result<Self> {
+        let producer: FutureProducer = coupon_core::kafka::producer_config(&config).create()?;
+        let consumer = format!("relay-{}-{:08x}", std::process::id(), rand::random::<u32>());
+        let reclaim_idle = RECLAIM_IDLE.max(config_timeout_margin(&config));
+        Ok(Self {
+            config,
+            redis,
+            producer,
+            consumer,
+            groups: Arc::default(),
+            reclaim_idle,
+        })
+    }
+
+    /// Takes over entries pending longer than `idle` (tests shorten it).
+    pub fn with_reclaim_idle(mut self, idle: Duration) -> Self {
+        self.reclaim_idle = idle;
+        self
+    }
+
+    async fn ensure_group(&self, coupon: CouponId, key: &str) -> redis::RedisResult<()> {
+        if self.groups.lock().expect("lock").contains(&coupon) {
+            return Ok(());
+        }
+        let mut conn = self.redis.conn().await?;
+        let created: redis::RedisResult<()> = conn.xgroup_create_mkstream(key, GROUP, "0").await;
+        match created {
+            Ok(()) => {}
+            Err(e) if e.code() == Some("BUSYGROUP") => {}
+            Err(e) => return Err(e),
+        }
+        self.groups.lock().expect("lock").insert(coupon);
+        Ok(())
+    }
+
+    /// The entries this relay should carry next for one coupon: its own
+    /// pending ones (a failed produce, or taken over from a dead relay)
+    /// first, then new ones.
+    async fn next_entries(&self, key: &str) -> redis::RedisResult<Vec<StreamId>> {
+        let mut conn = self.redis.conn().await?;
+        let _: redis::Value = redis::cmd("XAUTOCLAIM")
+            .arg(key)
+            .arg(GROUP)
+            .arg(&self.consumer)
+            .arg(self.reclaim_idle.as_millis() as u64)
+            .arg("0-0")
+            .arg("COUNT")
+            .arg(BATCH)
+            .arg("JUSTID")
+            .query_async(&mut conn)
+            .await?;
+        for id in ["0", ">"] {
+            let options = StreamReadOptions::default()
+                .group(GROUP, &self.consumer)
+                .count(BATCH);
+            let reply: StreamReadReply = conn.xread_options(&[key], &[id], &options).await?;
+            let entries: Vec<StreamId> = reply.keys.into_iter().flat_map(|k| k.ids).collect();
+            if !entries.is_empty() {
+                return Ok(entries);
+            }
+        }
+        Ok(Vec::new())
+    }
+
+    /// Carries at most one batch of one coupon's outbox to Kafka. Returns the
+    /// entries delivered.
+    pub async fn relay_coupon(&self, coupon: CouponId) -> anyhow::Result<usize> {
+        let key = CouponKeys::new(self.redis.keys(), coupon).outbox;
+        self.ensure_group(coupon, &key).await?;
+        let entries = self.next_entries(&key).await?;
+        if entries.is_empty() {
+            return Ok(0);
+        }
+        let mut issues = Vec::with_capacity(entries.len());
+        let mut ids = Vec::with_capacity(entries.len());
+        for entry in &entries {
+            ids.push(entry.id.clone());
+            let user: Option<u64> = entry.get("user");
+            let issued_at_ms: Option<i64> = entry.get("issued_at_ms");
+            match (user, issued_at_ms) {
+                (Some(user), Some(issued_at_ms)) => issues.push(Issue {
+                    user_id: UserId(user),
+                    issued_at_ms,
+                    outbox_id: entry.id.clone(),
+                }),
+                // Only the claim script writes here; log and drop rather
+                // than block the stream forever.
+                _ => tracing::error!(%coupon, id = %entry.id, "malformed outbox entry skipped"),
+            }
+        }
+        if !issues.is_empty() {
+            let payload = Event::issued(coupon, issues).encode();
+            let key = coupon.to_string();
+            let started = std::time::Instant::now();
+            let delivery = self
+                .producer
+                .send(
+                    FutureRecord::to(&self.config.kafka_topic)
+                        .key(&key)
+                        .payload(&payload),
+                    Duration::from_secs(5),
+                )
+                .await;
+            metrics::histogram!(names::KAFKA_PRODUCE_DURATION)
+                .record(started.elapsed().as_secs_f64());
+            if let Err((e, _)) = delivery {
+                metrics::counter!(names::KAFKA_PRODUCE_ERRORS).increment(1);
+                anyhow::bail!("producing to Kafka: {e}");
+            }
+        }
+        // Delivered: now, and only now, the entries may leave the stream.
+        let mut conn = self.redis.conn().await?;
+        redis::pipe()
+            .xack(&key, GROUP, &ids)
+            .ignore()
+            .xdel(&key, &ids)
+            .ignore()
+            .query_async::<()>(&mut conn)
+            .await?;
+        metrics::counter!(names::RELAYED_ISSUES).increment(ids.len() as u64);
+        Ok(ids.len())
+    }
+
+    /// One pass over every active coupon; returns the entries delivered.
+    pub async fn relay_once(&self) -> anyhow::Result<usize> {
+        let mut total = 0;
+        let mut backlog = 0u64;
+        for coupon in stock::active(&self.redis).await? {
+            total += self.relay_coupon(coupon).await?;
+            let mut conn = self.redis.conn().await?;
+            let key = CouponKeys::new(self.redis.keys(), coupon).outbox;
+            backlog += conn.xlen::<_, u64>(&key).await.unwrap_or(0);
+        }
+        metrics::gauge!(names::OUTBOX_BACKLOG).set(backlog as f64);
+        Ok(total)
+    }
+
+    /// Runs until `shutdown`: relays as fast as entries come, waits a little
+    /// when there are none, backs off while Kafka or Redis fails. A batch in
+    /// hand is finished (delivered and acknowledged) before it stops.
+    pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            let wait = match self.relay_once().await {
+                Ok(0) => IDLE_WAIT,
+                Ok(_) => {
+                    backoff = Duration::from_millis(100);
+                    Duration::ZERO
+                }
+                Err(e) => {
+                    tracing::warn!(error = format!("{e:#}"), retry_in = ?backoff, "relay failed; retrying");
+                    let wait = backoff;
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                    wait
+                }
+            };
+            tokio::select! {
+                _ = shutdown.cancelled() => {
+                    self.producer_flush();
+                    return Ok(());
+                }
+                _ = tokio::time::sleep(wait) => {}
+            }
+        }
+    }
+
+    fn producer_flush(&self) {
+        use rdkafka::producer::Producer;
+        let _ = self.producer.flush(Duration::from_secs(5));
+    }
+}

@@ -1,0 +1,252 @@
+//! Restarts and outages: a persister that dies mid-stream, a relay that dies
+//! holding entries, Kafka unreachable for a while. In each case every issued
+//! claim becomes exactly one row.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use common::Stack;
+use coupon_core::domain::{CouponId, UserId};
+use coupon_core::events::{Event, Issue};
+use coupon_core::scripts::{self, CouponKeys};
+use coupon_core::testing::{dead_port, eventually};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use redis::AsyncCommands;
+use tokio_util::sync::CancellationToken;
+use worker::{Admitter, Persister, Relay};
+
+const DEADLINE: Duration = Duration::from_secs(60);
+
+/// Puts every user in the coupon's line and lets the admitter decide them
+/// all, so the outbox holds one entry per issue.
+async fn issue_all(stack: &Stack, coupon: CouponId, users: &[(UserId, String)]) {
+    let day = coupon_core::daily::day_of(Utc::now(), stack.env.config.daily_limit_tz);
+    for (user, _) in users {
+        scripts::enqueue(
+            &stack.state.redis,
+            coupon,
+            *user,
+            &day.label,
+            Utc::now().timestamp_millis(),
+            1,
+        )
+        .await
+        .unwrap();
+    }
+    let admitter = Admitter::new(
+        Arc::new(stack.env.config.clone()),
+        stack.state.redis.clone(),
+    );
+    let keys = CouponKeys::new(stack.state.redis.keys(), coupon);
+    eventually("every user decided", DEADLINE, || async {
+        admitter.admit_once(coupon).await.unwrap();
+        let mut conn = stack.state.redis.conn().await.unwrap();
+        let waiting: u64 = conn.zcard(&keys.queue).await.unwrap();
+        let admitted: u64 = conn.zcard(&keys.admitted).await.unwrap();
+        (waiting + admitted == 0).then_some(())
+    })
+    .await;
+}
+
+async fn outbox_len(stack: &Stack, coupon: CouponId) -> u64 {
+    let keys = CouponKeys::new(stack.state.redis.keys(), coupon);
+    stack
+        .state
+        .redis
+        .conn()
+        .await
+        .unwrap()
+        .xlen(&keys.outbox)
+        .await
+        .unwrap()
+}
+
+async fn persist_until(stack: &Stack, persister: &Persister, coupon: CouponId, rows: u64) {
+    let never = CancellationToken::new();
+    eventually(&format!("{rows} rows"), DEADLINE, || async {
+        persister
+            .persist_once(Duration::from_millis(200), &never)
+            .await
+            .unwrap();
+        (stack.rows(coupon).await >= rows).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_persister_that_dies_mid_stream_loses_nothing_and_doubles_nothing() {
+    let stack = Stack::start(&[]).await;
+    let coupon = stack.coupon(300, 1000).await;
+    let users = stack.users(300).await;
+    let config = &stack.env.config;
+
+    // 30 events of 10 issues; every fifth event repeats the one before it
+    // (a redelivery), and one message is not an event at all.
+    let producer: FutureProducer = coupon_core::kafka::producer_config(config)
+        .create()
+        .unwrap();
+    let now = Utc::now().timestamp_millis();
+    let mut send = Vec::new();
+    for (n, chunk) in users.chunks(10).enumerate() {
+        let issues = chunk
+            .iter()
+            .map(|(u, _)| Issue {
+                user_id: *u,
+                issued_at_ms: now,
+                outbox_id: format!("{n}-0"),
+            })
+            .collect();
+        let payload = Event::issued(coupon, issues).encode();
+        send.push(payload.clone());
+        if n % 5 == 4 {
+            send.push(payload);
+        }
+        if n == 12 {
+            send.push(b"{\"this is\": \"not an event\"}".to_vec());
+        }
+    }
+    for payload in &send {
+        producer
+            .send(
+                FutureRecord::to(&config.kafka_topic)
+                    .key(&coupon.to_string())
+                    .payload(payload),
+                Duration::from_secs(10),
+            )
+            .await
+            .unwrap();
+    }
+
+    let first = Persister::new(Arc::new(config.clone()), stack.state.db.clone()).unwrap();
+    persist_until(&stack, &first, coupon, 100).await;
+    // Dies: no commit, whatever it stored is lost with it.
+    drop(first);
+
+    let second = Persister::new(Arc::new(config.clone()), stack.state.db.clone()).unwrap();
+    persist_until(&stack, &second, coupon, 300).await;
+    assert_eq!(stack.rows(coupon).await, 300);
+    let distinct: i64 =
+        sqlx::query_scalar("SELECT COUNT(DISTINCT user_id) FROM coupon_issue WHERE coupon_id = ?")
+            .bind(coupon.0)
+            .fetch_one(&stack.state.db)
+            .await
+            .unwrap();
+    assert_eq!(distinct, 300);
+    assert_eq!(stack.remaining(coupon).await, 0);
+
+    // The message that was not an event went to the dead-letter topic.
+    let dlq: rdkafka::consumer::StreamConsumer = coupon_core::kafka::consumer_config(
+        config,
+        &format!("{}-dlq-check", config.kafka_consumer_group),
+    )
+    .create()
+    .unwrap();
+    rdkafka::consumer::Consumer::subscribe(&dlq, &[config.kafka_dlq_topic.as_str()]).unwrap();
+    let dead = tokio::time::timeout(DEADLINE, dlq.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    use rdkafka::message::Headers;
+    use rdkafka::Message;
+    assert_eq!(dead.payload().unwrap(), b"{\"this is\": \"not an event\"}");
+    let reason = dead
+        .headers()
+        .unwrap()
+        .iter()
+        .find(|h| h.key == "reason")
+        .unwrap();
+    assert!(std::str::from_utf8(reason.value.unwrap())
+        .unwrap()
+        .contains("not a JSON event"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_that_dies_holding_entries_is_taken_over() {
+    let stack = Stack::start(&[]).await;
+    let coupon = stack.coupon(200, 1000).await;
+    let users = stack.users(200).await;
+    issue_all(&stack, coupon, &users).await;
+    assert_eq!(outbox_len(&stack, coupon).await, 200);
+
+    let config = Arc::new(stack.env.config.clone());
+    // A relay reads 120 entries and dies before producing them.
+    let keys = CouponKeys::new(stack.state.redis.keys(), coupon);
+    let mut conn = stack.state.redis.conn().await.unwrap();
+    let _: () = redis::cmd("XGROUP")
+        .arg("CREATE")
+        .arg(&keys.outbox)
+        .arg("relay")
+        .arg("0")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let options = redis::streams::StreamReadOptions::default()
+        .group("relay", "dead-relay")
+        .count(120);
+    let taken: redis::streams::StreamReadReply = conn
+        .xread_options(&[&keys.outbox], &[">"], &options)
+        .await
+        .unwrap();
+    assert_eq!(taken.keys[0].ids.len(), 120);
+
+    // A new relay takes them over once they have been idle long enough.
+    let successor = Relay::new(config.clone(), stack.state.redis.clone())
+        .unwrap()
+        .with_reclaim_idle(Duration::from_millis(50));
+    eventually("the outbox drained", DEADLINE, || async {
+        successor.relay_coupon(coupon).await.unwrap();
+        (outbox_len(&stack, coupon).await == 0).then_some(())
+    })
+    .await;
+
+    let persister = Persister::new(config, stack.state.db.clone()).unwrap();
+    persist_until(&stack, &persister, coupon, 200).await;
+    assert_eq!(stack.rows(coupon).await, 200);
+    stack.assert_invariants(&[coupon]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn while_kafka_is_unreachable_claims_are_answered_and_rows_arrive_later() {
+    let stack = Stack::start(&[]).await;
+    let coupon = stack.coupon(50, 1000).await;
+    let users = stack.users(80).await;
+
+    // Kafka is down for the relay; the gateway and admitter carry on.
+    let mut down = stack.env.config.clone();
+    down.kafka_brokers = format!("127.0.0.1:{}", dead_port());
+    down.kafka_message_timeout = Duration::from_millis(1000);
+    let down = Arc::new(down);
+    for (_, token) in &users {
+        let (status, body) = stack.claim(coupon, token).await;
+        assert!(matches!(status, 202 | 410), "{status}: {body}");
+    }
+    let admitter = Admitter::new(down.clone(), stack.state.redis.clone());
+    eventually("stock handed out", DEADLINE, || async {
+        admitter.admit_once(coupon).await.unwrap();
+        (outbox_len(&stack, coupon).await == 50).then_some(())
+    })
+    .await;
+    let stuck = Relay::new(down, stack.state.redis.clone()).unwrap();
+    assert!(
+        stuck.relay_coupon(coupon).await.is_err(),
+        "no broker, no delivery"
+    );
+    assert_eq!(
+        outbox_len(&stack, coupon).await,
+        50,
+        "nothing lost while Kafka is down"
+    );
+    // A claim is still answered at once.
+    let (status, _) = stack.claim(coupon, &users[0].1).await;
+    assert_eq!(status, 200);
+
+    // Kafka is back: the worker delivers what waited.
+    let worker = stack.spawn_worker();
+    stack.wait_rows(coupon, 50, DEADLINE).await;
+    worker.stop().await;
+    assert_eq!(outbox_len(&stack, coupon).await, 0);
+    stack.assert_invariants(&[coupon]).await;
+}
