@@ -124,6 +124,38 @@ impl Email {
     }
 }
 
+/// A new account's fields, checked together (the API and the sign-up page
+/// share these rules).
+#[derive(Clone, Debug)]
+pub struct NewAccount {
+    pub email: Email,
+    pub name: String,
+    pub password: String,
+}
+
+impl NewAccount {
+    pub fn parse(email: &str, name: &str, password: &str) -> Result<Self, Invalid> {
+        let email = Email::parse(email)?;
+        let name = name.trim();
+        let name_len = name.chars().count();
+        if name_len == 0 {
+            return Err(Invalid::new("name", "must not be blank"));
+        }
+        if name_len > 50 {
+            return Err(Invalid::new("name", "must be at most 50 characters"));
+        }
+        let pw_len = password.chars().count();
+        if !(8..=128).contains(&pw_len) {
+            return Err(Invalid::new("password", "must be 8 to 128 characters"));
+        }
+        Ok(Self {
+            email,
+            name: name.to_owned(),
+            password: password.to_owned(),
+        })
+    }
+}
+
 /// A coupon's state as people see it, derived from the stored status, the
 /// time window and the live stock.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

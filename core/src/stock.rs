@@ -164,6 +164,46 @@ pub struct TicketState {
     pub last_seq: u64,
 }
 
+/// The meta fields that say how a coupon stands now, in the order
+/// [`Flags::read`] expects them.
+pub const FLAG_FIELDS: [&str; 6] = [
+    "valid_to_ms",
+    "status",
+    "sold_out",
+    "rate",
+    "observed_rate",
+    "total",
+];
+
+/// How a coupon stands now, from its meta hash and stock.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Flags {
+    /// False when Redis has no meta for the coupon.
+    pub known: bool,
+    pub sold_out: bool,
+    pub expired: bool,
+    /// Admissions per second observed (or the configured rate).
+    pub rate: f64,
+    pub total: u64,
+}
+
+impl Flags {
+    /// `meta` holds the values of [`FLAG_FIELDS`], in order.
+    pub fn read(meta: &[Option<String>], stock: u64, now_ms: i64) -> Self {
+        let field = |i: usize| meta.get(i).cloned().flatten();
+        let number = |i: usize| field(i).and_then(|v| v.parse::<f64>().ok());
+        let valid_to = number(0);
+        Self {
+            known: valid_to.is_some(),
+            sold_out: field(2).is_some() || (valid_to.is_some() && stock == 0),
+            expired: field(1).as_deref() == Some("expired")
+                || valid_to.is_some_and(|t| now_ms as f64 >= t),
+            rate: number(4).or(number(3)).unwrap_or(1.0).max(0.001),
+            total: number(5).unwrap_or(0.0) as u64,
+        }
+    }
+}
+
 /// One transaction: everything a ticket answer needs, as of one moment.
 pub async fn ticket_state(
     redis: &RedisStore,

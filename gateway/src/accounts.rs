@@ -1,6 +1,6 @@
 //! Sign-up, login and "who am I".
 
-use coupon_core::domain::{Email, Role};
+use coupon_core::domain::{Email, NewAccount, Role};
 use coupon_core::users::{self, CreateError};
 use poem::web::Data;
 use poem_openapi::payload::Json;
@@ -64,7 +64,7 @@ pub(crate) struct TokenResponse {
     /// Always `Bearer`.
     token_type: String,
     /// Seconds until the token expires.
-    expires_in: u64,
+    pub expires_in: u64,
 }
 
 #[derive(ApiResponse)]
@@ -120,13 +120,20 @@ impl AccountsApi {
 }
 
 async fn signup(state: &AppState, body: SignupRequest) -> Result<User, ApiError> {
-    let email = Email::parse(&body.email)?;
-    let name = body.name.trim();
-    if name.is_empty() {
-        return Err(ApiError::Validation("name: must not be blank".into()));
-    }
-    let hash = password::hash(body.password).await?;
-    let user = users::create(&state.db, &email, name, &hash, Role::User)
+    create_account(
+        state,
+        NewAccount::parse(&body.email, &body.name, &body.password)?,
+    )
+    .await
+}
+
+/// Creates a user account (API and sign-up page).
+pub(crate) async fn create_account(
+    state: &AppState,
+    account: NewAccount,
+) -> Result<User, ApiError> {
+    let hash = password::hash(account.password).await?;
+    let user = users::create(&state.db, &account.email, &account.name, &hash, Role::User)
         .await
         .map_err(|e| match e {
             CreateError::EmailTaken => ApiError::EmailTaken,

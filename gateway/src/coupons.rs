@@ -13,7 +13,7 @@ use poem_openapi::{Object, OpenApi};
 
 use crate::api::ApiTags;
 use crate::api_errors;
-use crate::auth::Auth;
+use crate::auth::{Auth, AuthUser};
 use crate::error::ApiError;
 use crate::state::AppState;
 use crate::time::UtcTime;
@@ -66,15 +66,15 @@ impl Coupon {
 
 /// One coupon the caller holds.
 #[derive(Object)]
-struct MyCoupon {
-    coupon_id: u64,
-    title: String,
-    issued_at: UtcTime,
-    valid_from: UtcTime,
-    valid_to: UtcTime,
+pub struct MyCoupon {
+    pub coupon_id: u64,
+    pub title: String,
+    pub issued_at: UtcTime,
+    pub valid_from: UtcTime,
+    pub valid_to: UtcTime,
     /// Whether the coupon can be used now: `scheduled` (not yet),
     /// `active`, or `expired`.
-    status: String,
+    pub status: String,
 }
 
 api_errors!(pub ListError {});
@@ -116,7 +116,7 @@ impl CouponsApi {
         state: Data<&AppState>,
         auth: Auth,
     ) -> Result<Json<Vec<MyCoupon>>, MyCouponsError> {
-        Ok(Json(mine(&state, auth).await?))
+        Ok(Json(mine(&state, auth.user()).await?))
     }
 }
 
@@ -144,9 +144,9 @@ pub async fn get(state: &AppState, id: CouponId) -> Result<Coupon, ApiError> {
     ))
 }
 
-async fn mine(state: &AppState, auth: Auth) -> Result<Vec<MyCoupon>, ApiError> {
+pub async fn mine(state: &AppState, user: AuthUser) -> Result<Vec<MyCoupon>, ApiError> {
     let now = Utc::now();
-    let rows = coupons::issued_to(&state.db, auth.user().id, 500).await?;
+    let rows = coupons::issued_to(&state.db, user.id, 500).await?;
     Ok(rows
         .into_iter()
         .map(|row| {

@@ -11,6 +11,8 @@
 //!   dashboard), [`operations`] (liveness, readiness, metrics).
 //! - [`auth`]: JWT access tokens and the bearer/cookie security scheme.
 //! - [`error`]: the one error type, its codes and statuses.
+//! - [`pages`]: the server-rendered pages (askama, `templates/`) and
+//!   [`live`]: their live updates, one Redis poll per watched coupon.
 //! - [`json`]: strict JSON request bodies whose errors name the field.
 //! - [`time`]: RFC 3339 UTC times in and out.
 //!
@@ -25,7 +27,9 @@ pub mod claim;
 pub mod coupons;
 pub mod error;
 pub mod json;
+pub mod live;
 pub mod operations;
+pub mod pages;
 pub mod startup;
 pub mod state;
 pub mod tickets;

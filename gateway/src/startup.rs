@@ -2,11 +2,12 @@
 //! test runs the same app on port 0.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use poem::listener::{Acceptor, Listener, TcpAcceptor, TcpListener};
-use poem::middleware::{NormalizePath, Tracing, TrailingSlash};
-use poem::{EndpointExt, Route, Server};
+use poem::middleware::{CookieJarManager, Tracing};
+use poem::{EndpointExt, IntoEndpoint, Server};
 use tokio_util::sync::CancellationToken;
 
 use crate::state::AppState;
@@ -28,12 +29,18 @@ pub fn routes(state: AppState) -> impl poem::Endpoint {
     let api = crate::api::service();
     let docs = api.swagger_ui();
     let spec = api.spec_endpoint();
-    Route::new()
-        .nest("/", api)
+    // The OpenAPI service answers under the prefixes it owns, paths kept
+    // whole; the pages own everything else, "/" included.
+    let api = Arc::new(api.into_endpoint());
+    let mut routes = crate::pages::routes();
+    for prefix in ["/api", "/healthz", "/readyz", "/metrics"] {
+        routes = routes.nest_no_strip(prefix, api.clone());
+    }
+    routes
         .nest("/docs", docs)
         .at("/openapi.json", spec)
         .catch_all_error(crate::error::catch_all)
-        .with(NormalizePath::new(TrailingSlash::Trim))
+        .with(CookieJarManager::new())
         .with(Tracing)
         .data(state)
 }

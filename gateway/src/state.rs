@@ -10,6 +10,7 @@ use rdkafka::client::DefaultClientContext;
 use sqlx::MySqlPool;
 
 use crate::auth::Tokens;
+use crate::live::Hub;
 use crate::tickets::TicketKey;
 
 /// Cheap to clone: every field is a handle.
@@ -24,6 +25,8 @@ pub struct AppState {
     pub metrics: PrometheusHandle,
     pub tokens: Arc<Tokens>,
     pub tickets: TicketKey,
+    /// Live updates for waiting pages: one Redis poll per watched coupon.
+    pub live: Hub,
 }
 
 impl AppState {
@@ -37,6 +40,7 @@ impl AppState {
             metrics: coupon_core::metrics::install(),
             tokens: Arc::new(Tokens::new(config.jwt_secret.expose(), config.jwt_ttl)),
             tickets: TicketKey::derive(config.jwt_secret.expose()),
+            live: Hub::default(),
             config: Arc::new(config),
         })
     }

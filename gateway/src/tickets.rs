@@ -242,6 +242,22 @@ impl TicketsApi {
 
 /// The caller's ticket, or 404 for a malformed, forged or foreign one.
 pub async fn read(state: &AppState, caller: AuthUser, ticket_id: &str) -> Result<Ticket, ApiError> {
+    Ok(lookup(state, caller, ticket_id).await?.ticket)
+}
+
+/// A ticket with what live updates need to follow it.
+pub struct Lookup {
+    pub ticket: Ticket,
+    pub coupon: CouponId,
+    /// The user's arrival number while in line.
+    pub own_seq: Option<u64>,
+}
+
+pub async fn lookup(
+    state: &AppState,
+    caller: AuthUser,
+    ticket_id: &str,
+) -> Result<Lookup, ApiError> {
     let (coupon, user) = state
         .tickets
         .decode(ticket_id)
@@ -259,7 +275,21 @@ pub async fn read(state: &AppState, caller: AuthUser, ticket_id: &str) -> Result
     };
     metrics::counter!(names::TICKET_POLLS, "status" => view.status()).increment(1);
     let remaining = s.coupon_known.then_some(s.stock);
-    Ok(view.into_ticket(ticket_id.to_owned(), coupon, remaining))
+    Ok(Lookup {
+        ticket: view.into_ticket(ticket_id.to_owned(), coupon, remaining),
+        coupon,
+        own_seq: s.own_seq,
+    })
+}
+
+/// How far the line has moved past those ahead of a user when they joined
+/// (arrival number `own`, 0-based rank now), 0 to 100.
+pub fn progress(own: u64, rank: u64) -> u8 {
+    if own <= 1 {
+        return 100;
+    }
+    let ahead_at_join = own - 1;
+    (100 - rank.min(ahead_at_join) * 100 / ahead_at_join) as u8
 }
 
 /// After a coupon's Redis state is cleaned up, MySQL still knows who got it.
