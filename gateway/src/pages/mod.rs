@@ -595,6 +595,7 @@ mod tests {
                 progress: Some(1),
             }),
         );
+        println!("waiting page: {} bytes with its CSS and script", html.len());
         assert!(
             html.len() < 30 * 1024,
             "{} bytes: page, script and styles together",
