@@ -10,7 +10,7 @@
 -- drained in large batches so everyone learns the outcome at once.
 --
 -- KEYS[1] coupon:{id}:meta      hash   rate, sold_out, admit_tokens, admit_ts_ms,
---                                      observed_rate
+--                                      observed_rate, status, valid_to_ms
 -- KEYS[2] coupon:{id}:queue     zset   waiting users
 -- KEYS[3] coupon:{id}:admitted  zset   users taken from the line
 -- KEYS[4] coupon:{id}:stock     string coupons left
@@ -25,8 +25,13 @@ local now = tonumber(ARGV[1])
 local max_batch = tonumber(ARGV[2])
 local drain_batch = tonumber(ARGV[3])
 
-local meta = redis.call('HMGET', KEYS[1], 'rate', 'sold_out', 'admit_tokens', 'admit_ts_ms', 'observed_rate')
+local meta = redis.call('HMGET', KEYS[1], 'rate', 'sold_out', 'admit_tokens', 'admit_ts_ms', 'observed_rate',
+  'status', 'valid_to_ms')
 if not meta[1] then
+  return {}
+end
+-- An ended coupon admits nobody: the expiry job answers the line.
+if meta[6] == 'expired' or now >= tonumber(meta[7] or '0') then
   return {}
 end
 local rate = tonumber(meta[1])

@@ -113,6 +113,9 @@ pub struct Config {
     pub admission_rate_per_sec: u32,
     /// How long a ticket of a finished coupon stays readable.
     pub ticket_ttl: Duration,
+    /// How long an issue may take to reach MySQL before reconciliation
+    /// repairs it.
+    pub reconcile_delay: Duration,
 }
 
 /// The development default for `JWT_SECRET`; refused in production.
@@ -230,6 +233,11 @@ impl Config {
                 "TICKET_TTL_SECS",
                 3600,
                 60..=30 * 86_400,
+            )?),
+            reconcile_delay: Duration::from_secs(env.number(
+                "RECONCILE_DELAY_SECS",
+                60,
+                0..=86_400,
             )?),
         })
     }

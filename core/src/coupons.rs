@@ -167,21 +167,55 @@ pub async fn persist_issues(db: &MySqlPool, issues: &[NewIssue]) -> Result<u64, 
     coupons.sort_unstable();
     coupons.dedup();
     for coupon in coupons {
-        // Invariant 7: remaining = total - rows, computed from the rows in
-        // this same transaction rather than decremented, so replays and
-        // reconciliation can never make it drift.
-        sqlx::query(
-            "UPDATE coupon c \
-             JOIN (SELECT COUNT(*) AS n FROM coupon_issue WHERE coupon_id = ?) i \
-             SET c.remaining_quantity = GREATEST(CAST(c.total_quantity AS SIGNED) - i.n, 0), \
-                 c.status = IF(c.status = 'active' AND i.n >= c.total_quantity, 'sold_out', c.status) \
-             WHERE c.id = ?",
-        )
-        .bind(coupon.0)
-        .bind(coupon.0)
-        .execute(&mut *tx)
-        .await?;
+        refresh_remaining(&mut tx, coupon).await?;
     }
     tx.commit().await?;
     Ok(inserted)
+}
+
+/// Invariant 7: remaining = total - rows, computed from the rows rather than
+/// decremented, so replays and repairs can never make it drift; the stored
+/// status follows (`sold_out` once every coupon is a row).
+pub async fn refresh_remaining(
+    conn: &mut sqlx::MySqlConnection,
+    coupon: CouponId,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE coupon c \
+         JOIN (SELECT COUNT(*) AS n FROM coupon_issue WHERE coupon_id = ?) i \
+         SET c.remaining_quantity = GREATEST(CAST(c.total_quantity AS SIGNED) - i.n, 0), \
+             c.status = IF(c.status = 'active' AND i.n >= c.total_quantity, 'sold_out', c.status) \
+         WHERE c.id = ?",
+    )
+    .bind(coupon.0)
+    .bind(coupon.0)
+    .execute(conn)
+    .await
+    .map(|_| ())
+}
+
+/// Coupons whose `remaining_quantity` is not `total - rows`:
+/// (id, stored remaining, rows).
+pub async fn remaining_drift(db: &MySqlPool) -> Result<Vec<(CouponId, u32, u64)>, sqlx::Error> {
+    let rows: Vec<(u64, u32, i64)> = sqlx::query_as(
+        "SELECT c.id, c.remaining_quantity, COUNT(i.id) AS n \
+         FROM coupon c LEFT JOIN coupon_issue i ON i.coupon_id = c.id \
+         GROUP BY c.id, c.remaining_quantity, c.total_quantity \
+         HAVING c.remaining_quantity <> GREATEST(CAST(c.total_quantity AS SIGNED) - COUNT(i.id), 0)",
+    )
+    .fetch_all(db)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(id, remaining, n)| (CouponId(id), remaining, n.max(0) as u64))
+        .collect())
+}
+
+/// The users holding `coupon` according to MySQL.
+pub async fn holders(db: &MySqlPool, coupon: CouponId) -> Result<Vec<UserId>, sqlx::Error> {
+    let ids: Vec<u64> = sqlx::query_scalar("SELECT user_id FROM coupon_issue WHERE coupon_id = ?")
+        .bind(coupon.0)
+        .fetch_all(db)
+        .await?;
+    Ok(ids.into_iter().map(UserId).collect())
 }

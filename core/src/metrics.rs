@@ -39,6 +39,49 @@ pub const PERSIST_DURATION: &str = "coupon_persist_duration_seconds";
 pub const PERSIST_ERRORS: &str = "coupon_persist_errors_total";
 pub const DLQ_MESSAGES: &str = "coupon_dlq_messages_total";
 
+/// Kafka consumer lag of the persister (messages behind the high
+/// watermark, all partitions).
+pub const CONSUMER_LAG: &str = "coupon_consumer_lag";
+/// Scheduler: job runs by job and result, and their duration (seconds).
+pub const JOB_RUNS: &str = "coupon_job_runs_total";
+pub const JOB_DURATION: &str = "coupon_job_duration_seconds";
+/// Reconciliation: drift found and repaired, by kind (`missing_row`,
+/// `remaining`, `extra_row`, `stock`).
+pub const DRIFT_FOUND: &str = "coupon_reconcile_drift_found_total";
+pub const DRIFT_REPAIRED: &str = "coupon_reconcile_drift_repaired_total";
+/// Coupons expired by the scheduler, and tickets it rejected as EXPIRED.
+pub const COUPONS_EXPIRED: &str = "coupon_expired_total";
+pub const TICKETS_EXPIRED: &str = "coupon_tickets_expired_total";
+
+/// Every metric name this crate defines, for the dashboard check.
+pub const ALL: &[&str] = &[
+    HTTP_REQUESTS,
+    HTTP_REQUEST_DURATION,
+    CLAIMS,
+    TICKET_POLLS,
+    ADMISSIONS,
+    CLAIM_OUTCOMES,
+    CLAIM_SCRIPT_DURATION,
+    CLAIM_BATCH_SIZE,
+    QUEUE_LENGTH,
+    OUTBOX_BACKLOG,
+    RELAYED_ISSUES,
+    KAFKA_PRODUCE_DURATION,
+    KAFKA_PRODUCE_ERRORS,
+    PERSISTED_ROWS,
+    PERSIST_BATCH_SIZE,
+    PERSIST_DURATION,
+    PERSIST_ERRORS,
+    DLQ_MESSAGES,
+    CONSUMER_LAG,
+    JOB_RUNS,
+    JOB_DURATION,
+    DRIFT_FOUND,
+    DRIFT_REPAIRED,
+    COUPONS_EXPIRED,
+    TICKETS_EXPIRED,
+];
+
 /// Latency buckets (seconds) for every `*_seconds` histogram.
 const SECONDS_BUCKETS: &[f64] = &[
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,

@@ -21,6 +21,8 @@ use crate::redis_store::RedisStore;
 static ENQUEUE: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("../../lua/enqueue.lua")));
 static ADMIT: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("../../lua/admit.lua")));
+static EXPIRE: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("../../lua/expire.lua")));
 static CLAIM: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("../../lua/claim.lua")));
 
 /// Names of one coupon's keys.
@@ -235,4 +237,26 @@ pub async fn claim(
             Ok((UserId(user), outcome))
         })
         .collect()
+}
+
+/// Runs `expire.lua` once: marks the coupon expired and rejects up to
+/// `chunk` waiting or admitted users with EXPIRED. Returns how many.
+pub async fn expire(
+    redis: &RedisStore,
+    coupon: CouponId,
+    now_ms: i64,
+    chunk: u32,
+) -> redis::RedisResult<u64> {
+    let k = CouponKeys::new(redis.keys(), coupon);
+    let mut conn = redis.conn().await?;
+    EXPIRE
+        .key(&k.meta)
+        .key(&k.queue)
+        .key(&k.admitted)
+        .key(&k.results)
+        .key(&k.outcomes)
+        .arg(now_ms)
+        .arg(chunk)
+        .invoke_async(&mut conn)
+        .await
 }

@@ -46,6 +46,17 @@ struct Outcomes {
     daily_limit: u64,
 }
 
+/// What reconciliation found and repaired for a coupon.
+#[derive(Object, Default)]
+struct Reconciliation {
+    /// Issues in Redis that had no row in MySQL past the delay.
+    missing_rows_found: u64,
+    rows_repaired: u64,
+    /// Times `remaining_quantity` was recomputed.
+    remaining_corrected: u64,
+    last_checked_at: Option<UtcTime>,
+}
+
 #[derive(Object)]
 pub struct Stats {
     coupon_id: u64,
@@ -59,6 +70,7 @@ pub struct Stats {
     /// People in the waiting line now.
     waiting: u64,
     outcomes: Outcomes,
+    reconciliation: Reconciliation,
 }
 
 #[derive(Object)]
@@ -174,11 +186,13 @@ async fn stats(state: &AppState, rows: Vec<coupons::Coupon>) -> Result<Vec<Stats
         .into_iter()
         .collect();
     let live = live_states(state, &ids).await;
+    let records = reconciliation(state, &ids).await;
     let rate = state.config.admission_rate_per_sec;
     Ok(rows
         .iter()
         .zip(live)
-        .map(|(row, live)| {
+        .zip(records)
+        .map(|((row, live), reconciliation)| {
             let coupon = Coupon::new(row, live.as_ref(), rate);
             let live = live.unwrap_or_default();
             Stats {
@@ -195,7 +209,42 @@ async fn stats(state: &AppState, rows: Vec<coupons::Coupon>) -> Result<Vec<Stats
                     already_issued: live.outcomes.already_issued,
                     daily_limit: live.outcomes.daily_limit,
                 },
+                reconciliation,
             }
         })
         .collect())
+}
+
+/// The reconciliation records of `ids` (empty when Redis cannot answer).
+async fn reconciliation(state: &AppState, ids: &[CouponId]) -> Vec<Reconciliation> {
+    let read = async {
+        let mut pipe = redis::pipe();
+        for id in ids {
+            pipe.hgetall(state.redis.keys().coupon(id.0, "reconcile"));
+        }
+        let mut conn = state.redis.conn().await?;
+        pipe.query_async::<Vec<std::collections::HashMap<String, i64>>>(&mut conn)
+            .await
+    };
+    match read.await {
+        Ok(maps) => maps
+            .into_iter()
+            .map(|m| {
+                let n = |k: &str| m.get(k).copied().unwrap_or(0).max(0) as u64;
+                Reconciliation {
+                    missing_rows_found: n("missing_rows_found"),
+                    rows_repaired: n("rows_repaired"),
+                    remaining_corrected: n("remaining_corrected"),
+                    last_checked_at: m
+                        .get("last_run_ms")
+                        .and_then(|ms| chrono::DateTime::from_timestamp_millis(*ms))
+                        .map(UtcTime),
+                }
+            })
+            .collect(),
+        Err(e) => {
+            tracing::warn!(error = %e, "reconciliation records unavailable");
+            ids.iter().map(|_| Reconciliation::default()).collect()
+        }
+    }
 }

@@ -136,6 +136,10 @@ async fn enqueue(state: &AppState, user: AuthUser, coupon: CouponId) -> Result<E
             let Some(row) = coupons::by_id(&state.db, coupon).await? else {
                 return Ok(Enqueued::NoCoupon);
             };
+            // An ended coupon whose Redis state was cleaned up stays ended.
+            if row.status == "expired" || now >= row.valid_to {
+                return Ok(Enqueued::NotActive { expired: true });
+            }
             tracing::warn!(%coupon, "coupon missing in Redis; warming it up");
             stock::warm_up(&state.redis, &row, config.admission_rate_per_sec).await?;
             Ok(run().await?)

@@ -11,6 +11,7 @@
 //!   dashboard), [`operations`] (liveness, readiness, metrics).
 //! - [`auth`]: JWT access tokens and the bearer/cookie security scheme.
 //! - [`error`]: the one error type, its codes and statuses.
+//! - [`http_metrics`]: requests by route pattern and status, latency.
 //! - [`pages`]: the server-rendered pages (askama, `templates/`) and
 //!   [`live`]: their live updates, one Redis poll per watched coupon.
 //! - [`json`]: strict JSON request bodies whose errors name the field.
@@ -26,6 +27,7 @@ pub mod auth;
 pub mod claim;
 pub mod coupons;
 pub mod error;
+pub mod http_metrics;
 pub mod json;
 pub mod live;
 pub mod operations;

@@ -41,6 +41,7 @@ pub fn routes(state: AppState) -> impl poem::Endpoint {
         .at("/openapi.json", spec)
         .catch_all_error(crate::error::catch_all)
         .with(CookieJarManager::new())
+        .around(crate::http_metrics::record)
         .with(Tracing)
         .data(state)
 }

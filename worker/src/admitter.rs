@@ -96,7 +96,14 @@ impl Admitter {
     /// One pass over every active coupon.
     pub async fn tick(&self) -> anyhow::Result<AdmitReport> {
         let mut total = AdmitReport::default();
-        for coupon in stock::active(&self.redis).await? {
+        let coupons = stock::active(&self.redis).await?;
+        if let Ok(live) = stock::live(&self.redis, &coupons).await {
+            for (coupon, live) in coupons.iter().zip(live) {
+                metrics::gauge!(names::QUEUE_LENGTH, "coupon" => coupon.to_string())
+                    .set(live.waiting as f64);
+            }
+        }
+        for coupon in coupons {
             match self.admit_once(coupon).await {
                 Ok(r) => {
                     total.issued += r.issued;
