@@ -107,6 +107,7 @@ impl ErrorCode {
             403 => ErrorCode::Forbidden,
             404 => ErrorCode::NotFound,
             405 => ErrorCode::MethodNotAllowed,
+            411 => ErrorCode::Validation,
             413 => ErrorCode::PayloadTooLarge,
             429 => ErrorCode::RateLimited,
             503 => ErrorCode::Unavailable,

@@ -11,7 +11,8 @@
 //!   dashboard), [`operations`] (liveness, readiness, metrics).
 //! - [`auth`]: JWT access tokens and the bearer/cookie security scheme.
 //! - [`error`]: the one error type, its codes and statuses.
-//! - [`http_metrics`]: requests by route pattern and status, latency.
+//! - [`http_metrics`]: requests by route pattern and status, latency;
+//!   [`body_limit`]: bodies over 16 KiB are refused unread.
 //! - [`pages`]: the server-rendered pages (askama, `templates/`) and
 //!   [`live`]: their live updates, one Redis poll per watched coupon.
 //! - [`json`]: strict JSON request bodies whose errors name the field.
@@ -24,6 +25,7 @@ pub mod accounts;
 pub mod admin;
 pub mod api;
 pub mod auth;
+pub mod body_limit;
 pub mod claim;
 pub mod coupons;
 pub mod error;

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use poem::listener::{Acceptor, Listener, TcpAcceptor, TcpListener};
-use poem::middleware::{CookieJarManager, Tracing};
+use poem::middleware::{CookieJarManager, SetHeader, Tracing};
 use poem::{EndpointExt, IntoEndpoint, Server};
 use tokio_util::sync::CancellationToken;
 
@@ -39,7 +39,13 @@ pub fn routes(state: AppState) -> impl poem::Endpoint {
     routes
         .nest("/docs", docs)
         .at("/openapi.json", spec)
+        .around(crate::body_limit::limit)
         .catch_all_error(crate::error::catch_all)
+        .with(
+            SetHeader::new()
+                .overriding("x-content-type-options", "nosniff")
+                .overriding("referrer-policy", "same-origin"),
+        )
         .with(CookieJarManager::new())
         .around(crate::http_metrics::record)
         .with(Tracing)

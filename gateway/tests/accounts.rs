@@ -325,3 +325,32 @@ async fn admin_bootstrap_creates_then_promotes_idempotently() {
         .unwrap();
     assert_eq!(count, 2);
 }
+
+#[tokio::test]
+async fn oversized_bodies_are_refused_before_they_are_read() {
+    let app = TestApp::spawn().await;
+    let huge = format!(
+        r#"{{"email":"a@x.io","name":"{}","password":"password-123"}}"#,
+        "n".repeat(64 * 1024)
+    );
+    app.post_raw("/api/auth/signup", None, &huge)
+        .await
+        .assert_error(413, "PAYLOAD_TOO_LARGE");
+}
+
+#[tokio::test]
+async fn pages_carry_security_headers() {
+    let app = TestApp::spawn().await;
+    let page = app.http.get(app.url("/login")).send().await.unwrap();
+    let header = |name: &str| {
+        page.headers()
+            .get(name)
+            .map(|v| v.to_str().unwrap().to_owned())
+    };
+    assert!(header("content-security-policy")
+        .unwrap()
+        .contains("frame-ancestors 'none'"));
+    assert_eq!(header("x-frame-options").as_deref(), Some("DENY"));
+    assert_eq!(header("x-content-type-options").as_deref(), Some("nosniff"));
+    assert_eq!(header("referrer-policy").as_deref(), Some("same-origin"));
+}

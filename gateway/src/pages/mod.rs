@@ -57,9 +57,17 @@ impl<'a> FromRequest<'a> for PageUser {
     }
 }
 
+/// The pages load nothing from elsewhere and may not be framed.
+const CSP: &str = "default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; \
+                   img-src 'self' data:; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+
 fn render(template: &impl Template, status: StatusCode) -> Response {
     match template.render() {
-        Ok(html) => Html(html).with_status(status).into_response(),
+        Ok(html) => Html(html)
+            .with_status(status)
+            .with_header("content-security-policy", CSP)
+            .with_header("x-frame-options", "DENY")
+            .into_response(),
         Err(e) => {
             tracing::error!(error = %e, "template failed");
             StatusCode::INTERNAL_SERVER_ERROR.into_response()

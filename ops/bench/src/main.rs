@@ -1,0 +1,687 @@
+//! The storm benchmark. Run it with `ops/bench/run` (which brings the
+//! services up and builds the release binaries first).
+//!
+//! It starts the release `gateway` and `worker` as child processes on a
+//! database, Redis prefix and topics of their own, prepares N users in
+//! MySQL in bulk, creates a coupon of stock S, fires one claim per user over
+//! HTTP keep-alive at concurrency C, polls every ticket to its end the way
+//! the API asks (`poll_after_ms`), and prints what it measured. In the same
+//! run it measures this machine's limits with the same client: the
+//! gateway's `/healthz` rate, the claim script's raw rate in Redis, raw
+//! multi-row inserts into MySQL and the broker's produce rate, and prints
+//! each figure as a ratio of its limit. It checks the invariants afterwards
+//! and exits non-zero if one broke.
+//!
+//! Options (environment): BENCH_USERS (100000), BENCH_STOCK (10000),
+//! BENCH_CONCURRENCY (1000), BENCH_RATE (admissions per second, 20000),
+//! BENCH_BIN (the release binaries' folder).
+
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use chrono::Utc;
+use coupon_core::coupons::NewIssue;
+use coupon_core::domain::{CouponId, Role, UserId};
+use coupon_core::testing::TestEnv;
+use coupon_core::{daily, scripts, Config, RedisStore};
+use futures::stream::{self, StreamExt};
+use gateway::auth::Tokens;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+
+fn env_number(name: &str, default: usize) -> anyhow::Result<usize> {
+    match std::env::var(name) {
+        Ok(v) => v
+            .parse()
+            .with_context(|| format!("{name}={v:?} is not a whole number")),
+        Err(_) => Ok(default),
+    }
+}
+
+struct Options {
+    users: usize,
+    stock: usize,
+    concurrency: usize,
+    rate: usize,
+    bin: String,
+}
+
+/// A child process that is killed when dropped.
+struct Process {
+    child: Child,
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Process {
+    fn start(bin: &str, name: &'static str, config: &[(String, String)]) -> anyhow::Result<Self> {
+        let log = std::fs::File::create(std::env::temp_dir().join(format!("bench-{name}.log")))?;
+        let child = Command::new(format!("{bin}/{name}"))
+            .envs(config.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .with_context(|| format!("starting {bin}/{name} (build with cargo build --release)"))?;
+        Ok(Self { child })
+    }
+
+    /// Peak resident memory (VmHWM), in MB.
+    fn peak_rss_mb(&self) -> f64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .unwrap_or_default();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+            .map_or(f64::NAN, |kb| kb / 1024.0)
+    }
+}
+
+/// Latencies in microseconds.
+struct Latencies(Vec<u64>);
+
+impl Latencies {
+    fn pct(&mut self, p: f64) -> f64 {
+        self.0.sort_unstable();
+        if self.0.is_empty() {
+            return f64::NAN;
+        }
+        let i = ((self.0.len() as f64 * p).ceil() as usize).clamp(1, self.0.len()) - 1;
+        self.0[i] as f64 / 1000.0
+    }
+}
+
+/// Sends `count` requests made by `make` at `concurrency`; returns the
+/// rate (per second), the latencies and the statuses.
+async fn hammer<F, Fut>(count: usize, concurrency: usize, make: F) -> (f64, Latencies, Vec<u16>)
+where
+    F: Fn(usize) -> Fut,
+    Fut: std::future::Future<Output = u16>,
+{
+    let started = Instant::now();
+    let results: Vec<(u64, u16)> = stream::iter(0..count)
+        .map(|i| {
+            let request = make(i);
+            async move {
+                let t = Instant::now();
+                let status = request.await;
+                (t.elapsed().as_micros() as u64, status)
+            }
+        })
+        .buffer_unordered(concurrency)
+        .collect()
+        .await;
+    let rate = count as f64 / started.elapsed().as_secs_f64();
+    let (lat, statuses) = results.into_iter().unzip();
+    (rate, Latencies(lat), statuses)
+}
+
+fn row(name: &str, ours: f64, unit: &str, limit: f64, target: Option<(f64, bool)>) {
+    let ratio = ours / limit;
+    let verdict = match target {
+        Some((goal, higher_is_better)) => {
+            let met = if higher_is_better {
+                ratio >= goal
+            } else {
+                ratio <= goal
+            };
+            format!(
+                "target {}{goal:.2} → {}",
+                if higher_is_better { "≥ " } else { "≤ " },
+                if met { "met" } else { "MISSED" }
+            )
+        }
+        None => String::new(),
+    };
+    println!("| {name:<38} | {ours:>12.1} {unit:<6} | {limit:>12.1} | {ratio:>6.2} | {verdict} |");
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let options = Options {
+        users: env_number("BENCH_USERS", 100_000)?,
+        stock: env_number("BENCH_STOCK", 10_000)?,
+        concurrency: env_number("BENCH_CONCURRENCY", 1000)?,
+        rate: env_number("BENCH_RATE", 20_000)?,
+        bin: std::env::var("BENCH_BIN").unwrap_or_else(|_| {
+            let target = std::env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| "target".into());
+            format!("{target}/release")
+        }),
+    };
+    if options.stock == 0 || options.stock > options.users {
+        bail!("BENCH_STOCK must be between 1 and BENCH_USERS");
+    }
+
+    // A database, key prefix and topics of its own.
+    let port = |p: u16| format!("127.0.0.1:{p}");
+    let free =
+        || std::net::TcpListener::bind("127.0.0.1:0").map(|l| l.local_addr().map(|a| a.port()));
+    let (gw_port, worker_port) = (free()??, free()??);
+    let env = TestEnv::with(&[("ADMISSION_RATE_PER_SEC", &options.rate.to_string())]).await;
+    let config: &Config = &env.config;
+    let secret = "bench-secret-bench-secret-bench-secret!!";
+    let child_env: Vec<(String, String)> = [
+        ("DATABASE_URL", config.database_url.expose().to_owned()),
+        ("REDIS_URL", config.redis_url.expose().to_owned()),
+        ("REDIS_KEY_PREFIX", config.redis_key_prefix.clone()),
+        ("KAFKA_BROKERS", config.kafka_brokers.clone()),
+        ("KAFKA_TOPIC", config.kafka_topic.clone()),
+        ("KAFKA_DLQ_TOPIC", config.kafka_dlq_topic.clone()),
+        ("KAFKA_CONSUMER_GROUP", config.kafka_consumer_group.clone()),
+        ("KAFKA_PARTITIONS", "6".into()),
+        ("JWT_SECRET", secret.into()),
+        ("GATEWAY_ADDR", port(gw_port)),
+        ("WORKER_METRICS_ADDR", port(worker_port)),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect();
+    let gateway = Process::start(&options.bin, "gateway", &child_env)?;
+    let worker = Process::start(&options.bin, "worker", &child_env)?;
+    let base = format!("http://{}", port(gw_port));
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(options.concurrency)
+        .timeout(Duration::from_secs(30))
+        .build()?;
+    let ready = Instant::now();
+    while http
+        .get(format!("{base}/readyz"))
+        .send()
+        .await
+        .map(|r| r.status().as_u16())
+        .unwrap_or(0)
+        != 200
+    {
+        if ready.elapsed() > Duration::from_secs(60) {
+            bail!(
+                "the gateway did not become ready (see {}/bench-gateway.log)",
+                std::env::temp_dir().display()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // Users in bulk, and their tokens.
+    let db = coupon_core::db::connect_lazy(config)?;
+    let prepare = Instant::now();
+    for chunk in (0..options.users).collect::<Vec<_>>().chunks(2000) {
+        let mut q = sqlx::QueryBuilder::new("INSERT INTO `user` (email, name, password_hash) ");
+        q.push_values(chunk, |mut b, i| {
+            b.push_bind(format!("bench{i}@example.com"))
+                .push_bind("Bench")
+                .push_bind("-");
+        });
+        q.build().execute(&db).await?;
+    }
+    let ids: Vec<u64> = sqlx::query_scalar("SELECT id FROM `user` ORDER BY id")
+        .fetch_all(&db)
+        .await?;
+    let tokens = Tokens::new(secret, Duration::from_secs(3600));
+    let users: Arc<Vec<String>> = Arc::new(
+        ids.iter()
+            .map(|id| tokens.issue(UserId(*id), Role::User))
+            .collect::<Result<_, _>>()?,
+    );
+    let admin = tokens.issue(UserId(0), Role::Admin)?;
+    println!(
+        "prepared {} users in {:.1?}",
+        users.len(),
+        prepare.elapsed()
+    );
+
+    let now = Utc::now();
+    let created: serde_json::Value = http
+        .post(format!("{base}/api/admin/coupons"))
+        .bearer_auth(&admin)
+        .json(&serde_json::json!({
+            "title": "Storm", "total_quantity": options.stock,
+            "valid_from": (now - chrono::Duration::minutes(1)).to_rfc3339(),
+            "valid_to": (now + chrono::Duration::hours(1)).to_rfc3339(),
+            "admission_rate_per_sec": options.rate,
+        }))
+        .send()
+        .await?
+        .json()
+        .await?;
+    let coupon = CouponId(created["id"].as_u64().context("coupon created")?);
+
+    // Watch rows arrive, to measure the persist rate.
+    let rows_db = db.clone();
+    let stock = options.stock as i64;
+    let rows_watch = tokio::spawn(async move {
+        let mut first: Option<Instant> = None;
+        loop {
+            let n: i64 =
+                sqlx::query_scalar("SELECT COUNT(*) FROM coupon_issue WHERE coupon_id = ?")
+                    .bind(coupon.0)
+                    .fetch_one(&rows_db)
+                    .await
+                    .unwrap_or(0);
+            if n > 0 && first.is_none() {
+                first = Some(Instant::now());
+            }
+            if n >= stock {
+                return (first.unwrap_or_else(Instant::now), Instant::now());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    });
+
+    // The storm.
+    let storm = Instant::now();
+    let next = AtomicUsize::new(0);
+    let tickets: Arc<std::sync::Mutex<Vec<(usize, String)>>> = Arc::default();
+    let (claim_rate, mut claim_lat, statuses) = hammer(options.users, options.concurrency, |_| {
+        let i = next.fetch_add(1, Ordering::Relaxed);
+        let (http, users, tickets, base) =
+            (http.clone(), users.clone(), tickets.clone(), base.clone());
+        async move {
+            let response = http
+                .post(format!("{base}/api/coupons/{}/claim", coupon.0))
+                .bearer_auth(&users[i])
+                .send()
+                .await;
+            match response {
+                Ok(r) => {
+                    let status = r.status().as_u16();
+                    if status == 202 {
+                        if let Ok(body) = r.json::<serde_json::Value>().await {
+                            if let Some(t) = body["ticket_id"].as_str() {
+                                tickets.lock().expect("lock").push((i, t.to_owned()));
+                            }
+                        }
+                    }
+                    status
+                }
+                Err(_) => 0,
+            }
+        }
+    })
+    .await;
+    let claims_done = storm.elapsed();
+
+    // Poll every waiting ticket to its end, as the API asks.
+    let mut pending = std::mem::take(&mut *tickets.lock().expect("lock"));
+    let mut issued = 0usize;
+    let mut rejected = 0usize;
+    while !pending.is_empty() {
+        if storm.elapsed() > Duration::from_secs(300) {
+            bail!("{} tickets still not final after 300 s", pending.len());
+        }
+        let polled: Vec<(usize, String, Option<serde_json::Value>)> = stream::iter(pending)
+            .map(|(i, t)| {
+                let (http, users, base) = (http.clone(), users.clone(), base.clone());
+                async move {
+                    let body = async {
+                        http.get(format!("{base}/api/tickets/{t}"))
+                            .bearer_auth(&users[i])
+                            .send()
+                            .await
+                            .ok()?
+                            .json::<serde_json::Value>()
+                            .await
+                            .ok()
+                    }
+                    .await;
+                    (i, t, body)
+                }
+            })
+            .buffer_unordered(options.concurrency)
+            .collect()
+            .await;
+        pending = Vec::new();
+        let mut wait = 5000u64;
+        for (i, t, body) in polled {
+            match body.as_ref().and_then(|b| b["status"].as_str()) {
+                Some("issued") => issued += 1,
+                Some("rejected") => rejected += 1,
+                _ => {
+                    wait = wait.min(
+                        body.as_ref()
+                            .and_then(|b| b["poll_after_ms"].as_u64())
+                            .unwrap_or(500),
+                    );
+                    pending.push((i, t));
+                }
+            }
+        }
+        if !pending.is_empty() {
+            tokio::time::sleep(Duration::from_millis(wait)).await;
+        }
+    }
+    let all_final = storm.elapsed();
+    let (first_row, last_row) =
+        tokio::time::timeout(Duration::from_secs(300), rows_watch).await??;
+    let persisted_in = last_row
+        .saturating_duration_since(first_row)
+        .max(Duration::from_millis(1));
+    let persist_rate = options.stock as f64 / persisted_in.as_secs_f64();
+    let gateway_rss = gateway.peak_rss_mb();
+    let worker_rss = worker.peak_rss_mb();
+    // The claim script's throughput inside the storm, from the worker's own
+    // metrics: users decided per second spent in claim.lua.
+    let worker_metrics = http
+        .get(format!("http://{}/metrics", port(worker_port)))
+        .send()
+        .await?
+        .text()
+        .await?;
+    let metric = |name: &str| {
+        worker_metrics
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix(name)
+                    .and_then(|v| v.trim().parse::<f64>().ok())
+            })
+            .unwrap_or(f64::NAN)
+    };
+    let in_storm_script_rate = metric("coupon_claim_batch_size_sum ")
+        / metric("coupon_claim_script_duration_seconds_sum ");
+
+    let count = |s: u16| statuses.iter().filter(|x| **x == s).count();
+    let sold_out_at_door = count(410);
+    let errors = statuses.len() - count(202) - sold_out_at_door - count(200);
+
+    // Invariants: exactly S rows, nobody twice, everyone else SOLD_OUT,
+    // remaining 0 (assert_invariants panics loudly on any break).
+    let redis = RedisStore::new(config)?;
+    coupon_core::testing::assert_invariants(config, &db, &redis, &[coupon]).await;
+    let rows: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM coupon_issue WHERE coupon_id = ?")
+        .bind(coupon.0)
+        .fetch_one(&db)
+        .await?;
+    let remaining: u32 = sqlx::query_scalar("SELECT remaining_quantity FROM coupon WHERE id = ?")
+        .bind(coupon.0)
+        .fetch_one(&db)
+        .await?;
+    let mut broken = Vec::new();
+    if rows as usize != options.stock || issued != options.stock {
+        broken.push(format!(
+            "rows {rows} and issued tickets {issued}, expected {}",
+            options.stock
+        ));
+    }
+    if rejected + sold_out_at_door != options.users - options.stock {
+        broken.push(format!(
+            "{rejected} rejected + {sold_out_at_door} turned away != {}",
+            options.users - options.stock
+        ));
+    }
+    if remaining != 0 {
+        broken.push(format!("remaining_quantity {remaining}"));
+    }
+    if errors > 0 {
+        broken.push(format!("{errors} claims failed"));
+    }
+
+    // This machine's limits, with the same client and concurrency.
+    let healthz_count = options.users.min(100_000);
+    let (healthz_rate, mut healthz_lat, _) = hammer(healthz_count, options.concurrency, |_| {
+        let (http, base) = (http.clone(), base.clone());
+        async move {
+            http.get(format!("{base}/healthz"))
+                .send()
+                .await
+                .map(|r| r.status().as_u16())
+                .unwrap_or(0)
+        }
+    })
+    .await;
+    let script_rate = raw_claim_script_rate(config).await?;
+    let insert_rate = raw_insert_rate(&db).await?;
+    let produce_rate = raw_produce_rate(config).await?;
+    let redis_per_user = redis_bytes_per_waiting_user(config, 50_000).await?;
+    drop(worker);
+    drop(gateway);
+
+    println!();
+    println!(
+        "storm: {} users, stock {}, concurrency {}, admission rate {}/s, {} cores",
+        options.users,
+        options.stock,
+        options.concurrency,
+        options.rate,
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
+    println!("claims: {} x 202, {} x 410 at the door, {} errors; tickets: {issued} issued, {rejected} rejected", count(202), sold_out_at_door, errors);
+    println!("claims answered in {claims_done:.2?}; every ticket final after {all_final:.2?}; {} rows persisted in {persisted_in:.2?}", options.stock);
+    println!(
+        "claim latency ms: p50 {:.2}, p90 {:.2}, p99 {:.2}, max {:.2}",
+        claim_lat.pct(0.5),
+        claim_lat.pct(0.9),
+        claim_lat.pct(0.99),
+        claim_lat.pct(1.0)
+    );
+    println!(
+        "/healthz latency ms: p50 {:.2}, p99 {:.2}",
+        healthz_lat.pct(0.5),
+        healthz_lat.pct(0.99)
+    );
+    println!("peak RSS: gateway {gateway_rss:.1} MB, worker {worker_rss:.1} MB; Redis {redis_per_user:.0} bytes per waiting user");
+    println!();
+    println!("| figure                                 | ours                |        limit |  ratio | target |");
+    println!("| -------------------------------------- | ------------------- | ------------ | ------ | ------ |");
+    row(
+        "claim rate vs /healthz rate",
+        claim_rate,
+        "req/s",
+        healthz_rate,
+        Some((0.6, true)),
+    );
+    row(
+        "claim p99 vs /healthz p99 (ms)",
+        claim_lat.pct(0.99),
+        "ms",
+        healthz_lat.pct(0.99),
+        Some((1.5, false)),
+    );
+    row(
+        "claim script in the storm vs raw",
+        in_storm_script_rate,
+        "user/s",
+        script_rate,
+        Some((0.5, true)),
+    );
+    let tighter = insert_rate.min(produce_rate);
+    row(
+        "persisted rows vs min(insert, produce)",
+        persist_rate,
+        "row/s",
+        tighter,
+        Some((0.5, true)),
+    );
+    row(
+        "raw MySQL insert (500-row batches)",
+        insert_rate,
+        "row/s",
+        insert_rate,
+        None,
+    );
+    row(
+        "raw broker produce (1 msg per batch)",
+        produce_rate,
+        "msg/s",
+        produce_rate,
+        None,
+    );
+    println!();
+    println!(
+        "all tickets final within 30 s: {}",
+        if all_final <= Duration::from_secs(30) {
+            "met"
+        } else {
+            "MISSED"
+        }
+    );
+    println!(
+        "gateway RSS under 200 MB: {}",
+        if gateway_rss < 200.0 { "met" } else { "MISSED" }
+    );
+    if broken.is_empty() {
+        println!("invariants: hold (exactly {} rows, no duplicates, everyone else SOLD_OUT, remaining 0)", options.stock);
+        Ok(())
+    } else {
+        bail!("INVARIANTS BROKEN: {}", broken.join("; "))
+    }
+}
+
+/// Users decided per second by `claim.lua` called back to back with
+/// 500-user batches on a scratch coupon (no HTTP, no rate limit).
+async fn raw_claim_script_rate(config: &Config) -> anyhow::Result<f64> {
+    let mut scratch = config.clone();
+    scratch.redis_key_prefix = format!("{}scratch:", config.redis_key_prefix);
+    let redis = RedisStore::new(&scratch)?;
+    let total = 100_000u32;
+    coupon_core::testing::redis_coupon(&redis, 1, total, 1).await;
+    let keys = scripts::CouponKeys::new(redis.keys(), CouponId(1));
+    let day = daily::day_of(Utc::now(), config.daily_limit_tz);
+    let mut conn = redis.conn().await?;
+    let batches: Vec<Vec<UserId>> = (0..total as u64)
+        .map(UserId)
+        .collect::<Vec<_>>()
+        .chunks(500)
+        .map(<[UserId]>::to_vec)
+        .collect();
+    for batch in &batches {
+        let mut pipe = redis::pipe();
+        for (n, user) in batch.iter().enumerate() {
+            pipe.zadd(&keys.admitted, user.0, n).ignore();
+        }
+        pipe.query_async::<()>(&mut conn).await?;
+    }
+    let started = Instant::now();
+    let decided: usize = stream::iter(&batches)
+        .map(|batch| {
+            let redis = redis.clone();
+            let day = day.clone();
+            async move {
+                scripts::claim(&redis, CouponId(1), batch, &day, 1, 0)
+                    .await
+                    .map(|d| d.len())
+                    .unwrap_or(0)
+            }
+        })
+        .buffered(4)
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .sum();
+    Ok(decided as f64 / started.elapsed().as_secs_f64())
+}
+
+/// Rows per second into a table shaped like `coupon_issue` (same keys;
+/// `CREATE TABLE ... LIKE` copies no foreign keys), 500 per insert.
+async fn raw_insert_rate(db: &sqlx::MySqlPool) -> anyhow::Result<f64> {
+    sqlx::query("CREATE TABLE bench_issue LIKE coupon_issue")
+        .execute(db)
+        .await?;
+    let rows: Vec<NewIssue> = (0..100_000u64)
+        .map(|i| NewIssue {
+            coupon: CouponId(1 + i % 3),
+            user: UserId(i),
+            issued_at: Utc::now(),
+        })
+        .collect();
+    let started = Instant::now();
+    let chunks: Vec<&[NewIssue]> = rows.chunks(500).collect();
+    stream::iter(chunks)
+        .map(|chunk| async move {
+            let mut q = sqlx::QueryBuilder::new(
+                "INSERT IGNORE INTO bench_issue (user_id, coupon_id, issued_at) ",
+            );
+            q.push_values(chunk, |mut b, r| {
+                b.push_bind(r.user.0)
+                    .push_bind(r.coupon.0)
+                    .push_bind(r.issued_at.naive_utc());
+            });
+            q.build().execute(db).await.map(|r| r.rows_affected())
+        })
+        .buffer_unordered(4)
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(rows.len() as f64 / started.elapsed().as_secs_f64())
+}
+
+/// Messages per second with the relay's producer settings.
+async fn raw_produce_rate(config: &Config) -> anyhow::Result<f64> {
+    let producer: FutureProducer = coupon_core::kafka::producer_config(config).create()?;
+    let payload = vec![b'x'; 200];
+    let count = 5000usize;
+    let started = Instant::now();
+    let results = stream::iter(0..count)
+        .map(|i| {
+            let producer = producer.clone();
+            let payload = payload.clone();
+            let topic = config.kafka_dlq_topic.clone();
+            async move {
+                producer
+                    .send(
+                        FutureRecord::to(&topic)
+                            .key(&i.to_string())
+                            .payload(&payload),
+                        Duration::from_secs(10),
+                    )
+                    .await
+                    .is_ok()
+            }
+        })
+        .buffer_unordered(1000)
+        .filter(|ok| std::future::ready(*ok))
+        .count()
+        .await;
+    Ok(results as f64 / started.elapsed().as_secs_f64())
+}
+
+/// Redis memory a waiting user costs: used_memory before and after `n`
+/// users join a scratch coupon's line.
+async fn redis_bytes_per_waiting_user(config: &Config, n: u64) -> anyhow::Result<f64> {
+    let mut scratch = config.clone();
+    scratch.redis_key_prefix = format!("{}memory:", config.redis_key_prefix);
+    let redis = RedisStore::new(&scratch)?;
+    coupon_core::testing::redis_coupon(&redis, 1, 10, 1).await;
+    let mut conn = redis.conn().await?;
+    let used = |info: String| {
+        info.lines()
+            .find_map(|l| l.strip_prefix("used_memory:"))
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    let before = used(
+        redis::cmd("INFO")
+            .arg("memory")
+            .query_async(&mut conn)
+            .await?,
+    );
+    let day = daily::day_of(Utc::now(), config.daily_limit_tz);
+    let now = Utc::now().timestamp_millis();
+    stream::iter(0..n)
+        .map(|u| {
+            let redis = redis.clone();
+            let day = day.label.clone();
+            async move {
+                scripts::enqueue(&redis, CouponId(1), UserId(u), &day, now, 1)
+                    .await
+                    .is_ok()
+            }
+        })
+        .buffer_unordered(256)
+        .count()
+        .await;
+    let after = used(
+        redis::cmd("INFO")
+            .arg("memory")
+            .query_async(&mut conn)
+            .await?,
+    );
+    Ok((after - before) / n as f64)
+}
