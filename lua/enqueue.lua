@@ -41,6 +41,16 @@ local result = redis.call('HGET', KEYS[5], user)
 if result and string.sub(result, 1, 1) == 'I' then
   return {'FINAL', result}
 end
+-- Sold out: the storm's common case after the first seconds, answered in
+-- few steps. Someone still in line (the admitter drains it within a tick)
+-- already reads SOLD_OUT on their ticket: a repeated claim returns that.
+if meta[4] then
+  if result then return {'FINAL', result} end
+  if redis.call('ZSCORE', KEYS[3], user) or redis.call('ZSCORE', KEYS[4], user) then
+    return {'FINAL', 'R:SOLD_OUT'}
+  end
+  return {'SOLD_OUT', ''}
+end
 if redis.call('SISMEMBER', KEYS[6], user) == 1 then
   return {'ALREADY_ISSUED', ''}
 end
