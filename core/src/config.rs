@@ -116,6 +116,9 @@ pub struct Config {
     /// How long an issue may take to reach MySQL before reconciliation
     /// repairs it.
     pub reconcile_delay: Duration,
+    /// Per-address and per-account request limits (`RATE_LIMITS=off` turns
+    /// them off, e.g. for a load test from one address).
+    pub rate_limits: bool,
 }
 
 /// The development default for `JWT_SECRET`; refused in production.
@@ -239,6 +242,7 @@ impl Config {
                 60,
                 0..=86_400,
             )?),
+            rate_limits: env.boolean("RATE_LIMITS", true)?,
         })
     }
 

@@ -81,8 +81,8 @@ enum LoginResponse {
     Ok(Json<TokenResponse>),
 }
 
-api_errors!(pub SignupError { Validation = 400, EmailTaken = 409 });
-api_errors!(pub LoginError { Validation = 400, InvalidCredentials = 401 });
+api_errors!(pub SignupError { Validation = 400, EmailTaken = 409, RateLimited = 429 });
+api_errors!(pub LoginError { Validation = 400, InvalidCredentials = 401, RateLimited = 429 });
 api_errors!(pub MeError { Unauthorized = 401 });
 
 pub struct AccountsApi;
@@ -144,15 +144,20 @@ pub(crate) async fn create_account(
 }
 
 pub(crate) async fn login(state: &AppState, body: LoginRequest) -> Result<TokenResponse, ApiError> {
-    let account = match Email::parse(&body.email) {
-        Ok(email) => users::credentials(&state.db, &email).await?,
-        Err(_) => None,
+    let email = Email::parse(&body.email).ok();
+    let account = match &email {
+        Some(email) => users::credentials(&state.db, email).await?,
+        None => None,
     };
     let hash = account.as_ref().map(|a| a.password_hash.clone());
     let ok = password::verify(body.password, hash).await?;
     let Some(account) = account.filter(|_| ok) else {
+        if let Some(email) = &email {
+            lockout::record_failure(&state.redis, email).await?;
+        }
         return Err(ApiError::InvalidCredentials);
     };
+    lockout::clear(&state.redis, &account.user.email).await?;
     Ok(TokenResponse {
         access_token: state.tokens.issue(account.user.id, account.user.role)?,
         token_type: "Bearer".into(),
@@ -184,4 +189,55 @@ pub async fn bootstrap_admin(state: &AppState) -> anyhow::Result<()> {
     let user = users::upsert_admin(&state.db, &email, &hash).await?;
     tracing::info!(user_id = %user.id, email = %user.email, "admin account ready");
     Ok(())
+}
+
+/// Login lockout, shared by every gateway through Redis: after
+/// [`lockout::MAX_FAILURES`] wrong passwords for one email within
+/// [`lockout::WINDOW`], logins for it are refused (429 with Retry-After,
+/// in [`crate::rate_limit`]) until the window ends.
+pub mod lockout {
+    use std::time::Duration;
+
+    use coupon_core::domain::Email;
+    use coupon_core::RedisStore;
+
+    pub const MAX_FAILURES: u64 = 5;
+    pub const WINDOW: Duration = Duration::from_secs(15 * 60);
+
+    fn key(redis: &RedisStore, email: &str) -> String {
+        redis.keys().global(&format!("login_failures:{email}"))
+    }
+
+    /// Seconds left of the lockout, if `email` is locked out.
+    pub async fn locked(redis: &RedisStore, email: &Email) -> redis::RedisResult<Option<u64>> {
+        let mut conn = redis.conn().await?;
+        let (failures, ttl): (Option<u64>, i64) = redis::pipe()
+            .get(key(redis, email.as_str()))
+            .ttl(key(redis, email.as_str()))
+            .query_async(&mut conn)
+            .await?;
+        Ok((failures.unwrap_or(0) >= MAX_FAILURES).then_some(ttl.max(1) as u64))
+    }
+
+    pub async fn record_failure(redis: &RedisStore, email: &Email) -> redis::RedisResult<()> {
+        let mut conn = redis.conn().await?;
+        redis::pipe()
+            .incr(key(redis, email.as_str()), 1)
+            .ignore()
+            .cmd("EXPIRE")
+            .arg(key(redis, email.as_str()))
+            .arg(WINDOW.as_secs())
+            .arg("NX")
+            .ignore()
+            .query_async(&mut conn)
+            .await
+    }
+
+    pub async fn clear(redis: &RedisStore, email: &str) -> redis::RedisResult<()> {
+        let mut conn = redis.conn().await?;
+        redis::cmd("DEL")
+            .arg(key(redis, email))
+            .query_async(&mut conn)
+            .await
+    }
 }

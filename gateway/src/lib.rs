@@ -12,7 +12,8 @@
 //! - [`auth`]: JWT access tokens and the bearer/cookie security scheme.
 //! - [`error`]: the one error type, its codes and statuses.
 //! - [`http_metrics`]: requests by route pattern and status, latency;
-//!   [`body_limit`]: bodies over 16 KiB are refused unread.
+//!   [`body_limit`]: bodies over 16 KiB are refused unread;
+//!   [`rate_limit`]: per-address and per-account limits.
 //! - [`pages`]: the server-rendered pages (askama, `templates/`) and
 //!   [`live`]: their live updates, one Redis poll per watched coupon.
 //! - [`json`]: strict JSON request bodies whose errors name the field.
@@ -34,6 +35,7 @@ pub mod json;
 pub mod live;
 pub mod operations;
 pub mod pages;
+pub mod rate_limit;
 pub mod startup;
 pub mod state;
 pub mod tickets;

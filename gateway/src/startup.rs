@@ -39,6 +39,7 @@ pub fn routes(state: AppState) -> impl poem::Endpoint {
     routes
         .nest("/docs", docs)
         .at("/openapi.json", spec)
+        .around(crate::rate_limit::enforce)
         .around(crate::body_limit::limit)
         .catch_all_error(crate::error::catch_all)
         .with(

@@ -11,6 +11,7 @@ use sqlx::MySqlPool;
 
 use crate::auth::Tokens;
 use crate::live::Hub;
+use crate::rate_limit::RateLimits;
 use crate::tickets::TicketKey;
 
 /// Cheap to clone: every field is a handle.
@@ -27,6 +28,7 @@ pub struct AppState {
     pub tickets: TicketKey,
     /// Live updates for waiting pages: one Redis poll per watched coupon.
     pub live: Hub,
+    pub limits: Arc<RateLimits>,
 }
 
 impl AppState {
@@ -41,6 +43,7 @@ impl AppState {
             tokens: Arc::new(Tokens::new(config.jwt_secret.expose(), config.jwt_ttl)),
             tickets: TicketKey::derive(config.jwt_secret.expose()),
             live: Hub::default(),
+            limits: Arc::new(RateLimits::default()),
             config: Arc::new(config),
         })
     }

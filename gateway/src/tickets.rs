@@ -222,7 +222,7 @@ fn poll_after_ms(eta_secs: f64) -> u64 {
     ((eta_secs * 1000.0 / 5.0) as u64).clamp(500, 5000)
 }
 
-api_errors!(pub TicketError { Unauthorized = 401, TicketNotFound = 404 });
+api_errors!(pub TicketError { Unauthorized = 401, TicketNotFound = 404, RateLimited = 429 });
 
 pub struct TicketsApi;
 

@@ -354,3 +354,83 @@ async fn pages_carry_security_headers() {
     assert_eq!(header("x-content-type-options").as_deref(), Some("nosniff"));
     assert_eq!(header("referrer-policy").as_deref(), Some("same-origin"));
 }
+
+#[tokio::test]
+async fn logins_from_one_address_are_rate_limited() {
+    let app = TestApp::spawn().await;
+    let mut limited = None;
+    for i in 0..40 {
+        let body = json!({"email": format!("nobody{i}@example.com"), "password": "whatever-123"});
+        let response = app
+            .http
+            .post(app.url("/api/auth/login"))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        if response.status() == 429 {
+            limited = Some(response);
+            break;
+        }
+        assert_eq!(response.status(), 401);
+    }
+    let response = limited.expect("a burst of logins from one address hits the limit");
+    let retry: u64 = response.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(retry >= 1);
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body["code"], "RATE_LIMITED");
+}
+
+#[tokio::test]
+async fn repeated_wrong_passwords_lock_the_account_for_a_while() {
+    let app = TestApp::spawn().await;
+    let email = format!("lock.{}@example.com", rand_suffix());
+    let other = format!("free.{}@example.com", rand_suffix());
+    app.user(&email).await;
+    app.user(&other).await;
+    for _ in 0..5 {
+        app.post(
+            "/api/auth/login",
+            None,
+            &json!({"email": email, "password": "wrong-password"}),
+        )
+        .await
+        .assert_error(401, "INVALID_CREDENTIALS");
+    }
+    // Even the right password is refused now, with the time to wait.
+    let response = app
+        .http
+        .post(app.url("/api/auth/login"))
+        .json(&json!({"email": email.to_uppercase(), "password": "password-123"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 429);
+    let retry: u64 = response.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(retry > 60 && retry <= 15 * 60, "{retry}");
+    // Other accounts are not affected, and the form login is locked too.
+    let ok = app
+        .post(
+            "/api/auth/login",
+            None,
+            &json!({"email": other, "password": "password-123"}),
+        )
+        .await;
+    assert_eq!(ok.status, 200);
+    let page = app
+        .http
+        .post(app.url("/login"))
+        .form(&[("email", email.as_str()), ("password", "password-123")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 429);
+}

@@ -117,15 +117,26 @@ async fn one_user_fifty_concurrent_claims_gets_one_ticket_and_one_row() {
         .buffer_unordered(50)
         .collect()
         .await;
-    let tickets: std::collections::HashSet<&str> = answers
+    // The account's claim limit turns most of them away (429 with
+    // Retry-After); every one let through gets the same ticket and place.
+    let through: Vec<&serde_json::Value> = answers
         .iter()
-        .map(|(_, b)| b["ticket_id"].as_str().unwrap())
+        .filter(|(s, _)| *s == 202)
+        .map(|(_, b)| b)
         .collect();
-    assert_eq!(tickets.len(), 1, "one ticket: {answers:?}");
+    assert!(!through.is_empty());
     assert!(
-        answers.iter().all(|(s, b)| *s == 202 && b["position"] == 1),
+        answers
+            .iter()
+            .all(|(s, b)| *s == 202 || (*s == 429 && b["code"] == "RATE_LIMITED")),
         "{answers:?}"
     );
+    let tickets: std::collections::HashSet<&str> = through
+        .iter()
+        .map(|b| b["ticket_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(tickets.len(), 1, "one ticket: {answers:?}");
+    assert!(through.iter().all(|b| b["position"] == 1), "{answers:?}");
 
     let worker = stack.spawn_worker();
     stack.wait_rows(coupon, 1, Duration::from_secs(30)).await;
