@@ -39,11 +39,16 @@ impl From<users::User> for User {
 
 #[derive(Object, serde::Deserialize)]
 struct SignupRequest {
-    /// A well-formed address, at most 100 characters; unique in any letter case.
-    #[oai(validator(max_length = 100))]
+    /// A well-formed address, at most 100 characters; unique in any letter
+    /// case. (The pattern documents the accepted form; the server parses
+    /// the address itself, so the pattern never admits what it refuses.)
+    #[oai(validator(
+        max_length = 100,
+        pattern = r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]{1,32}(\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]{1,16}){0,2}@([A-Za-z0-9]([A-Za-z0-9-]{0,18}[A-Za-z0-9])?\.){1,3}[A-Za-z]{2,10}$"
+    ))]
     email: String,
-    /// 1 to 50 characters.
-    #[oai(validator(min_length = 1, max_length = 50))]
+    /// 1 to 50 characters, not all blank.
+    #[oai(validator(min_length = 1, max_length = 50, pattern = r"\S"))]
     name: String,
     /// 8 to 128 characters.
     #[oai(validator(min_length = 8, max_length = 128))]

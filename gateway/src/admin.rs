@@ -22,8 +22,8 @@ use crate::time::UtcTime;
 
 #[derive(Object, serde::Deserialize)]
 struct CreateCoupon {
-    /// 1 to 100 characters.
-    #[oai(validator(min_length = 1, max_length = 100))]
+    /// 1 to 100 characters, not all blank.
+    #[oai(validator(min_length = 1, max_length = 100, pattern = r"\S"))]
     title: String,
     /// 1 to 10,000,000.
     #[oai(validator(minimum(value = "1"), maximum(value = "10000000")))]
@@ -33,7 +33,7 @@ struct CreateCoupon {
     valid_to: UtcTime,
     /// Admissions per second from the waiting line (1 to 100,000); the
     /// configured default when absent.
-    #[oai(validator(minimum(value = "1"), maximum(value = "100000")))]
+    #[oai(nullable, validator(minimum(value = "1"), maximum(value = "100000")))]
     admission_rate_per_sec: Option<u32>,
 }
 
@@ -54,6 +54,7 @@ struct Reconciliation {
     rows_repaired: u64,
     /// Times `remaining_quantity` was recomputed.
     remaining_corrected: u64,
+    #[oai(nullable)]
     last_checked_at: Option<UtcTime>,
 }
 
@@ -116,7 +117,9 @@ impl AdminApi {
         &self,
         state: Data<&AppState>,
         auth: Auth,
-        id: Path<u64>,
+        #[oai(validator(minimum(value = "1"), maximum(value = "9223372036854775807")))] id: Path<
+            u64,
+        >,
     ) -> Result<Json<Stats>, StatsError> {
         auth.admin()?;
         Ok(Json(coupon_stats(&state, CouponId(id.0)).await?))

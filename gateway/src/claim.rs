@@ -61,7 +61,9 @@ impl ClaimApi {
         &self,
         state: Data<&AppState>,
         auth: Auth,
-        id: Path<u64>,
+        #[oai(validator(minimum(value = "1"), maximum(value = "9223372036854775807")))] id: Path<
+            u64,
+        >,
     ) -> Result<ClaimResponse, ClaimError> {
         Ok(claim(&state, auth.user(), CouponId(id.0)).await?)
     }

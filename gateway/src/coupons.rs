@@ -105,7 +105,13 @@ impl CouponsApi {
 
     /// One coupon.
     #[oai(path = "/api/coupons/:id", method = "get")]
-    async fn get(&self, state: Data<&AppState>, id: Path<u64>) -> Result<Json<Coupon>, GetError> {
+    async fn get(
+        &self,
+        state: Data<&AppState>,
+        #[oai(validator(minimum(value = "1"), maximum(value = "9223372036854775807")))] id: Path<
+            u64,
+        >,
+    ) -> Result<Json<Coupon>, GetError> {
         Ok(Json(get(&state, CouponId(id.0)).await?))
     }
 

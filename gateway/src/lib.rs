@@ -11,6 +11,7 @@
 //!   dashboard), [`operations`] (liveness, readiness, metrics).
 //! - [`auth`]: JWT access tokens and the bearer/cookie security scheme.
 //! - [`error`]: the one error type, its codes and statuses.
+//! - [`allow`]: 405 answers name the allowed methods.
 //! - [`http_metrics`]: requests by route pattern and status, latency;
 //!   [`body_limit`]: bodies over 16 KiB are refused unread;
 //!   [`rate_limit`]: per-address and per-account limits.
@@ -24,6 +25,7 @@
 
 pub mod accounts;
 pub mod admin;
+pub mod allow;
 pub mod api;
 pub mod auth;
 pub mod body_limit;

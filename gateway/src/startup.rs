@@ -42,6 +42,7 @@ pub fn routes(state: AppState) -> impl poem::Endpoint {
         .around(crate::rate_limit::enforce)
         .around(crate::body_limit::limit)
         .catch_all_error(crate::error::catch_all)
+        .around(crate::allow::add_allow)
         .with(
             SetHeader::new()
                 .overriding("x-content-type-options", "nosniff")

@@ -79,20 +79,26 @@ pub struct Ticket {
     /// or `rejected`.
     pub status: String,
     /// While waiting: 1 = next.
+    #[oai(nullable)]
     pub position: Option<u64>,
     /// While waiting: seconds until admission at the rate actually observed.
+    #[oai(nullable)]
     pub eta_seconds: Option<u64>,
     /// When rejected: `SOLD_OUT`, `ALREADY_ISSUED`, `DAILY_LIMIT` or `EXPIRED`.
+    #[oai(nullable)]
     pub reason: Option<String>,
     /// When issued.
+    #[oai(nullable)]
     pub issued_at: Option<UtcTime>,
     /// When to ask again: shorter near the front of the line, longer far
     /// back; 30000 once the ticket is final (no need to ask again).
     pub poll_after_ms: u64,
     /// Coupons left now, when known.
+    #[oai(nullable)]
     pub remaining_quantity: Option<u64>,
     /// How far the line has moved past those who were ahead of you when you
     /// joined, 0 to 100.
+    #[oai(nullable)]
     pub progress_percent: Option<u8>,
 }
 
