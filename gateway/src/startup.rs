@@ -41,8 +41,12 @@ pub fn routes(state: AppState) -> impl poem::Endpoint {
         .at("/openapi.json", spec)
         .around(crate::rate_limit::enforce)
         .around(crate::body_limit::limit)
+        // Boxing between layers keeps the middleware's nested types shallow
+        // enough for the compiler's release build.
+        .boxed()
         .catch_all_error(crate::error::catch_all)
         .around(crate::allow::add_allow)
+        .boxed()
         .with(
             SetHeader::new()
                 .overriding("x-content-type-options", "nosniff")
@@ -52,6 +56,7 @@ pub fn routes(state: AppState) -> impl poem::Endpoint {
         .around(crate::http_metrics::record)
         .with(Tracing)
         .data(state)
+        .boxed()
 }
 
 /// A bound, not yet running gateway.

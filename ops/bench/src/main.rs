@@ -14,7 +14,10 @@
 //!
 //! Options (environment): BENCH_USERS (100000), BENCH_STOCK (10000),
 //! BENCH_CONCURRENCY (1000), BENCH_RATE (admissions per second, 20000),
-//! BENCH_BIN (the release binaries' folder).
+//! BENCH_BIN (the release binaries' folder), BENCH_FAULT (none; or worker,
+//! gateway, scheduler: kill -9 and restart one second into the storm;
+//! broker, mysql: frozen for 10 s). A fault run also runs the scheduler,
+//! skips the limit measurements, and prints the time to converge.
 
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -40,7 +43,34 @@ fn env_number(name: &str, default: usize) -> anyhow::Result<usize> {
     }
 }
 
+/// A fault injected one second into the storm (`BENCH_FAULT`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Fault {
+    Worker,
+    Gateway,
+    Scheduler,
+    Broker,
+    Mysql,
+}
+
+impl Fault {
+    fn parse(v: &str) -> anyhow::Result<Option<Self>> {
+        Ok(Some(match v {
+            "" | "none" => return Ok(None),
+            "worker" => Fault::Worker,
+            "gateway" => Fault::Gateway,
+            "scheduler" => Fault::Scheduler,
+            "broker" => Fault::Broker,
+            "mysql" => Fault::Mysql,
+            other => {
+                bail!("BENCH_FAULT={other:?}: expected worker, gateway, scheduler, broker or mysql")
+            }
+        }))
+    }
+}
+
 struct Options {
+    fault: Option<Fault>,
     users: usize,
     stock: usize,
     concurrency: usize,
@@ -147,6 +177,7 @@ fn row(name: &str, ours: f64, unit: &str, limit: f64, target: Option<(f64, bool)
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let options = Options {
+        fault: Fault::parse(&std::env::var("BENCH_FAULT").unwrap_or_default())?,
         users: env_number("BENCH_USERS", 100_000)?,
         stock: env_number("BENCH_STOCK", 10_000)?,
         concurrency: env_number("BENCH_CONCURRENCY", 1000)?,
@@ -184,8 +215,15 @@ async fn main() -> anyhow::Result<()> {
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v))
     .collect();
-    let gateway = Process::start(&options.bin, "gateway", &child_env)?;
-    let worker = Process::start(&options.bin, "worker", &child_env)?;
+    let start = |name: &'static str| Process::start(&options.bin, name, &child_env);
+    let gateway = Arc::new(std::sync::Mutex::new(start("gateway")?));
+    let worker = Arc::new(std::sync::Mutex::new(start("worker")?));
+    // The scheduler runs for fault runs: reconciliation repairs what a
+    // fault may leave behind.
+    let scheduler = match options.fault {
+        Some(_) => Some(Arc::new(std::sync::Mutex::new(start("scheduler")?))),
+        None => None,
+    };
     let base = format!("http://{}", port(gw_port));
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(options.concurrency)
@@ -275,8 +313,34 @@ async fn main() -> anyhow::Result<()> {
         }
     });
 
-    // The storm.
+    // The storm (and the fault, if any, one second into it).
     let storm = Instant::now();
+    let fault_done: Arc<std::sync::Mutex<Option<Duration>>> = Arc::default();
+    if let Some(fault) = options.fault {
+        let (gateway, worker, scheduler) = (gateway.clone(), worker.clone(), scheduler.clone());
+        let (bin, child_env, fault_done) =
+            (options.bin.clone(), child_env.clone(), fault_done.clone());
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            let restart = |slot: &std::sync::Mutex<Process>, name: &'static str| {
+                let mut process = slot.lock().expect("lock");
+                let _ = process.child.kill(); // SIGKILL
+                let _ = process.child.wait();
+                *process = Process::start(&bin, name, &child_env).expect("restart");
+            };
+            match fault {
+                Fault::Worker => restart(&worker, "worker"),
+                Fault::Gateway => restart(&gateway, "gateway"),
+                Fault::Scheduler => restart(
+                    scheduler.as_deref().expect("scheduler running"),
+                    "scheduler",
+                ),
+                Fault::Broker => pause("tansu broker", Duration::from_secs(10)).await,
+                Fault::Mysql => pause("mariadbd", Duration::from_secs(10)).await,
+            }
+            *fault_done.lock().expect("lock") = Some(storm.elapsed());
+        });
+    }
     let next = AtomicUsize::new(0);
     let tickets: Arc<std::sync::Mutex<Vec<(usize, String)>>> = Arc::default();
     let (claim_rate, mut claim_lat, statuses) = hammer(options.users, options.concurrency, |_| {
@@ -284,11 +348,23 @@ async fn main() -> anyhow::Result<()> {
         let (http, users, tickets, base) =
             (http.clone(), users.clone(), tickets.clone(), base.clone());
         async move {
-            let response = http
-                .post(format!("{base}/api/coupons/{}/claim", coupon.0))
-                .bearer_auth(&users[i])
-                .send()
-                .await;
+            // A client whose connection broke (a gateway restarting) tries
+            // again, as a person pressing the button again would.
+            let mut attempt = 0;
+            let response = loop {
+                let sent = http
+                    .post(format!("{base}/api/coupons/{}/claim", coupon.0))
+                    .bearer_auth(&users[i])
+                    .send()
+                    .await;
+                match sent {
+                    Err(_) if attempt < 100 => {
+                        attempt += 1;
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                    other => break other,
+                }
+            };
             match response {
                 Ok(r) => {
                     let status = r.status().as_u16();
@@ -364,8 +440,8 @@ async fn main() -> anyhow::Result<()> {
         .saturating_duration_since(first_row)
         .max(Duration::from_millis(1));
     let persist_rate = options.stock as f64 / persisted_in.as_secs_f64();
-    let gateway_rss = gateway.peak_rss_mb();
-    let worker_rss = worker.peak_rss_mb();
+    let gateway_rss = gateway.lock().expect("lock").peak_rss_mb();
+    let worker_rss = worker.lock().expect("lock").peak_rss_mb();
     // The claim script's throughput inside the storm, from the worker's own
     // metrics: users decided per second spent in claim.lua.
     let worker_metrics = http
@@ -422,6 +498,21 @@ async fn main() -> anyhow::Result<()> {
         broken.push(format!("{errors} claims failed"));
     }
 
+    if let Some(fault) = options.fault {
+        let over = fault_done.lock().expect("lock").unwrap_or_default();
+        let converged = all_final.max(last_row.saturating_duration_since(storm));
+        println!();
+        println!(
+            "fault run {fault:?}: {} users, stock {}; claims: {} x 202, {} x 410, {} errors; tickets: {issued} issued, {rejected} rejected",
+            options.users, options.stock, count(202), sold_out_at_door, errors
+        );
+        println!(
+            "fault over {over:.2?} into the storm; converged (every ticket final, every issue a row) at {converged:.2?}, {:.2?} after the fault",
+            converged.saturating_sub(over)
+        );
+        return verdict(&broken, options.stock);
+    }
+
     // This machine's limits, with the same client and concurrency.
     let healthz_count = options.users.min(100_000);
     let (healthz_rate, mut healthz_lat, _) = hammer(healthz_count, options.concurrency, |_| {
@@ -439,6 +530,7 @@ async fn main() -> anyhow::Result<()> {
     let insert_rate = raw_insert_rate(&db).await?;
     let produce_rate = raw_produce_rate(config).await?;
     let redis_per_user = redis_bytes_per_waiting_user(config, 50_000).await?;
+    drop(scheduler);
     drop(worker);
     drop(gateway);
 
@@ -525,8 +617,12 @@ async fn main() -> anyhow::Result<()> {
         "gateway RSS under 200 MB: {}",
         if gateway_rss < 200.0 { "met" } else { "MISSED" }
     );
+    verdict(&broken, options.stock)
+}
+
+fn verdict(broken: &[String], stock: usize) -> anyhow::Result<()> {
     if broken.is_empty() {
-        println!("invariants: hold (exactly {} rows, no duplicates, everyone else SOLD_OUT, remaining 0)", options.stock);
+        println!("invariants: hold (exactly {stock} rows, no duplicates, everyone else SOLD_OUT, remaining 0)");
         Ok(())
     } else {
         bail!("INVARIANTS BROKEN: {}", broken.join("; "))
@@ -684,4 +780,28 @@ async fn redis_bytes_per_waiting_user(config: &Config, n: u64) -> anyhow::Result
             .await?,
     );
     Ok((after - before) / n as f64)
+}
+
+/// Freezes the process named `pattern` (SIGSTOP) for `pause`, then lets it
+/// go on (SIGCONT): an outage that keeps the service's data, as a network
+/// partition or a stalled host would.
+async fn pause(pattern: &str, pause: Duration) {
+    let pids = Command::new("pgrep")
+        .args(["-f", pattern])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned());
+    let pids: Vec<String> = pids
+        .unwrap_or_default()
+        .split_whitespace()
+        .map(str::to_owned)
+        .collect();
+    assert!(!pids.is_empty(), "no process matches {pattern:?}");
+    let signal = |sig: &str| {
+        for pid in &pids {
+            let _ = Command::new("kill").args([sig, pid]).status();
+        }
+    };
+    signal("-STOP");
+    tokio::time::sleep(pause).await;
+    signal("-CONT");
 }
