@@ -18,8 +18,10 @@
 //! gateway, scheduler: kill -9 and restart one second into the storm;
 //! broker, mysql: frozen for 10 s). A fault run also runs the scheduler,
 //! skips the limit measurements, and prints the time to converge.
+//! BENCH_CHILD_LOG sets the children's RUST_LOG (warn); their logs go to
+//! the temp directory as bench-<name>.log.
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -95,8 +97,11 @@ impl Process {
         let log = std::fs::File::create(std::env::temp_dir().join(format!("bench-{name}.log")))?;
         let child = Command::new(format!("{bin}/{name}"))
             .envs(config.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
+            .env(
+                "RUST_LOG",
+                std::env::var("BENCH_CHILD_LOG").unwrap_or_else(|_| "warn".into()),
+            )
+            .stdout(log.try_clone()?)
             .stderr(log)
             .spawn()
             .with_context(|| format!("starting {bin}/{name} (build with cargo build --release)"))?;
