@@ -229,14 +229,7 @@ pub async fn ticket_state(
         .atomic()
         .cmd("HMGET")
         .arg(&k.meta)
-        .arg(&[
-            "valid_to_ms",
-            "status",
-            "sold_out",
-            "rate",
-            "observed_rate",
-            "total",
-        ])
+        .arg(&FLAG_FIELDS)
         .get(&k.stock)
         .hget(&k.results, user.0)
         .zrank(&k.queue, user.0)
@@ -246,21 +239,18 @@ pub async fn ticket_state(
         .get(&k.seq)
         .query_async(&mut conn)
         .await?;
-    let field = |i: usize| meta.get(i).cloned().flatten();
-    let number = |i: usize| field(i).and_then(|v| v.parse::<f64>().ok());
-    let valid_to = number(0);
     let stock = stock.unwrap_or(0).max(0) as u64;
+    let flags = Flags::read(&meta, stock, now_ms);
     Ok(TicketState {
-        coupon_known: valid_to.is_some(),
+        coupon_known: flags.known,
         result,
         rank,
         admitted: admitted.is_some(),
-        sold_out: field(2).is_some() || (valid_to.is_some() && stock == 0),
-        expired: field(1).as_deref() == Some("expired")
-            || valid_to.is_some_and(|t| now_ms as f64 >= t),
+        sold_out: flags.sold_out,
+        expired: flags.expired,
         stock,
-        total: number(5).unwrap_or(0.0) as u64,
-        rate: number(4).or(number(3)).unwrap_or(1.0).max(0.001),
+        total: flags.total,
+        rate: flags.rate,
         own_seq: own.map(|s| s as u64),
         head_seq: head.first().map(|(_, s)| *s as u64),
         last_seq: last.unwrap_or(0),
