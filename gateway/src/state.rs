@@ -11,6 +11,7 @@ use sqlx::MySqlPool;
 
 use crate::auth::Tokens;
 use crate::live::Hub;
+use crate::pages::csrf::CsrfKey;
 use crate::rate_limit::RateLimits;
 use crate::tickets::TicketKey;
 
@@ -26,6 +27,8 @@ pub struct AppState {
     pub metrics: PrometheusHandle,
     pub tokens: Arc<Tokens>,
     pub tickets: TicketKey,
+    /// Signs the page forms' CSRF tokens.
+    pub csrf: CsrfKey,
     /// Live updates for waiting pages: one Redis poll per watched coupon.
     pub live: Hub,
     pub limits: Arc<RateLimits>,
@@ -42,6 +45,7 @@ impl AppState {
             metrics: coupon_core::metrics::install(),
             tokens: Arc::new(Tokens::new(config.jwt_secret.expose(), config.jwt_ttl)),
             tickets: TicketKey::derive(config.jwt_secret.expose()),
+            csrf: CsrfKey::derive(config.jwt_secret.expose()),
             live: Hub::default(),
             limits: Arc::new(RateLimits::default()),
             config: Arc::new(config),

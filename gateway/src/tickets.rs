@@ -29,6 +29,14 @@ use crate::time::UtcTime;
 const PREFIX: &str = "t1.";
 const TAG_LEN: usize = 32;
 
+/// An HMAC-SHA256 key for one `purpose`, derived from the JWT secret, so
+/// that no two uses of the secret can stand in for each other.
+pub fn derive_key(secret: &str, purpose: &[u8]) -> hmac::Key {
+    let master = hmac::Key::new(hmac::HMAC_SHA256, secret.as_bytes());
+    let derived = hmac::sign(&master, purpose);
+    hmac::Key::new(hmac::HMAC_SHA256, derived.as_ref())
+}
+
 /// Signs and checks ticket ids.
 #[derive(Clone)]
 pub struct TicketKey(Arc<hmac::Key>);
@@ -37,12 +45,7 @@ impl TicketKey {
     /// A key of its own, derived from the JWT secret, so a ticket tag can
     /// never serve as a token signature or the other way round.
     pub fn derive(secret: &str) -> Self {
-        let master = hmac::Key::new(hmac::HMAC_SHA256, secret.as_bytes());
-        let derived = hmac::sign(&master, b"coupon-rush ticket id v1");
-        Self(Arc::new(hmac::Key::new(
-            hmac::HMAC_SHA256,
-            derived.as_ref(),
-        )))
+        Self(Arc::new(derive_key(secret, b"coupon-rush ticket id v1")))
     }
 
     pub fn encode(&self, coupon: CouponId, user: UserId) -> String {

@@ -7,7 +7,9 @@
 //!
 //! The API takes the token as `Authorization: Bearer ...` or from the
 //! `access_token` cookie (HttpOnly, set by the pages), through one security
-//! scheme, so `/docs` shows the lock and its Authorize button works.
+//! scheme, so `/docs` shows the lock and its Authorize button works. The
+//! cookie is not taken on a post that a browser says came from another
+//! site (CSRF; the page forms have their own tokens, [`crate::pages::csrf`]).
 
 pub mod password;
 
@@ -111,7 +113,31 @@ async fn check_bearer(req: &Request, bearer: Bearer) -> poem::Result<AuthUser> {
 }
 
 async fn check_cookie(req: &Request, key: ApiKey) -> poem::Result<AuthUser> {
+    if !req.method().is_safe() && from_another_site(req) {
+        return Err(ApiError::Unauthorized(
+            "The session cookie is not accepted on a request from another site.",
+        )
+        .into());
+    }
     Ok(tokens(req)?.verify(&key.key)?)
+}
+
+/// Whether the browser says this request comes from another site. A
+/// browser sends the cookie along with such a post only if SameSite fails
+/// (old browsers), and then it still names the site it came from: a cookie
+/// is not taken as the caller's will there. Clients that send neither
+/// header (curl, the API tests) are not browsers and are unaffected.
+fn from_another_site(req: &Request) -> bool {
+    if req.header("sec-fetch-site") == Some("cross-site") {
+        return true;
+    }
+    match (req.header("origin"), req.header("host")) {
+        (Some(origin), Some(host)) => {
+            origin.split_once("://").map(|(_, authority)| authority) != Some(host)
+        }
+        (Some(_), None) => true,
+        _ => false,
+    }
 }
 
 /// `Authorization: Bearer <access_token>`.

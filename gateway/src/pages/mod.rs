@@ -7,6 +7,7 @@
 //! follows its ticket over SSE ([`crate::live`]) and falls back to polling
 //! the ticket API.
 
+pub mod csrf;
 pub mod i18n;
 
 use std::time::Duration;
@@ -28,6 +29,7 @@ use crate::error::ApiError;
 use crate::live::Snapshot;
 use crate::state::AppState;
 use crate::tickets::{self, Lookup, Ticket, View};
+use csrf::Csrf;
 use i18n::{Lang, Text};
 
 /// The page routes, merged into the gateway's router.
@@ -107,6 +109,7 @@ struct IndexPage {
     cards: Vec<Card>,
     /// A refusal that belongs to no card shown.
     flash: Option<&'static str>,
+    csrf_token: String,
 }
 
 #[derive(Deserialize)]
@@ -124,21 +127,35 @@ async fn index(
     req: &Request,
     state: Data<&AppState>,
     user: PageUser,
+    csrf: Csrf,
     query: Query<IndexQuery>,
 ) -> Response {
     let t = Lang::from_request(req).text();
-    let list = match coupons::list(&state).await {
+    let flash = query.error.as_deref().map(|code| t.reason(code));
+    let page = list_page(&state, t, user.0, &csrf, flash, query.coupon).await;
+    csrf.keep(render(&page, StatusCode::OK))
+}
+
+/// The coupon list, with `flash` on the card of `flash_coupon` (or on top).
+async fn list_page(
+    state: &AppState,
+    t: &'static Text,
+    user: Option<AuthUser>,
+    csrf: &Csrf,
+    flash: Option<&'static str>,
+    flash_coupon: Option<u64>,
+) -> IndexPage {
+    let list = match coupons::list(state).await {
         Ok(list) => list,
         Err(e) => {
             e.body();
             Vec::new()
         }
     };
-    let flash = query.error.as_deref().map(|code| t.reason(code));
     let cards: Vec<Card> = list
         .into_iter()
         .map(|coupon| Card {
-            flash: flash.filter(|_| query.coupon == Some(coupon.id)),
+            flash: flash.filter(|_| flash_coupon == Some(coupon.id)),
             status_text: t.status(&coupon.status),
             claimable: coupon.status == "active",
             window: format!("{} – {}", day(&coupon.valid_from), day(&coupon.valid_to)),
@@ -146,13 +163,37 @@ async fn index(
         })
         .collect();
     let shown = cards.iter().any(|c| c.flash.is_some());
-    let page = IndexPage {
+    IndexPage {
         t,
-        signed_in: user.0.is_some(),
+        signed_in: user.is_some(),
         cards,
         flash: flash.filter(|_| !shown),
-    };
-    render(&page, StatusCode::OK)
+        csrf_token: csrf.token(user.map(|u| u.id)),
+    }
+}
+
+/// The answer to a page post without a good CSRF token: nothing was done,
+/// and the list comes back with fresh tokens and a note to try again.
+async fn refused(
+    state: &AppState,
+    t: &'static Text,
+    user: Option<AuthUser>,
+    csrf: &Csrf,
+    coupon: Option<u64>,
+) -> Response {
+    tracing::info!("a page form came without a valid CSRF token; refused");
+    let page = list_page(state, t, user, csrf, Some(t.err_form_expired), coupon).await;
+    csrf.keep(render(&page, StatusCode::FORBIDDEN))
+}
+
+/// A form whose only field is the CSRF token.
+#[derive(Deserialize)]
+struct TokenForm {
+    csrf_token: Option<String>,
+}
+
+fn submitted(form: &poem::Result<Form<TokenForm>>) -> Option<&str> {
+    form.as_ref().ok().and_then(|f| f.csrf_token.as_deref())
 }
 
 // --- login and sign-up -------------------------------------------------------
@@ -168,13 +209,15 @@ struct AuthPage {
     email_error: Option<&'static str>,
     name_error: Option<&'static str>,
     password_error: Option<&'static str>,
+    csrf_token: String,
 }
 
 impl AuthPage {
-    fn new(t: &'static Text, signup: bool) -> Self {
+    fn new(t: &'static Text, signup: bool, csrf: &Csrf) -> Self {
         Self {
             t,
             signup,
+            csrf_token: csrf.token(None),
             email: String::new(),
             name: String::new(),
             form_error: None,
@@ -191,22 +234,33 @@ struct AuthForm {
     password: String,
     #[serde(default)]
     name: String,
+    #[serde(default)]
+    csrf_token: String,
 }
 
 #[handler]
-fn login_page(req: &Request) -> Response {
-    render(
-        &AuthPage::new(Lang::from_request(req).text(), false),
-        StatusCode::OK,
-    )
+fn login_page(req: &Request, csrf: Csrf) -> Response {
+    let page = AuthPage::new(Lang::from_request(req).text(), false, &csrf);
+    csrf.keep(render(&page, StatusCode::OK))
 }
 
 #[handler]
-fn signup_page(req: &Request) -> Response {
-    render(
-        &AuthPage::new(Lang::from_request(req).text(), true),
-        StatusCode::OK,
-    )
+fn signup_page(req: &Request, csrf: Csrf) -> Response {
+    let page = AuthPage::new(Lang::from_request(req).text(), true, &csrf);
+    csrf.keep(render(&page, StatusCode::OK))
+}
+
+/// The form again, saying it expired, if it came without a good token.
+fn expired_form(t: &'static Text, signup: bool, csrf: &Csrf, form: &AuthForm) -> Option<Response> {
+    if csrf.accepts(None, Some(&form.csrf_token)) {
+        return None;
+    }
+    tracing::info!("a login or sign-up form came without a valid CSRF token; refused");
+    let mut page = AuthPage::new(t, signup, csrf);
+    page.email = form.email.clone();
+    page.name = form.name.clone();
+    page.form_error = Some(t.err_form_expired);
+    Some(csrf.keep(render(&page, StatusCode::FORBIDDEN)))
 }
 
 async fn log_in(state: &AppState, email: String, password: String) -> Result<Response, ApiError> {
@@ -220,14 +274,22 @@ async fn log_in(state: &AppState, email: String, password: String) -> Result<Res
 }
 
 #[handler]
-async fn login_submit(req: &Request, state: Data<&AppState>, form: Form<AuthForm>) -> Response {
+async fn login_submit(
+    req: &Request,
+    state: Data<&AppState>,
+    csrf: Csrf,
+    form: Form<AuthForm>,
+) -> Response {
     let t = Lang::from_request(req).text();
     let Form(form) = form;
+    if let Some(refused) = expired_form(t, false, &csrf, &form) {
+        return refused;
+    }
     let email = form.email.clone();
     match log_in(&state, form.email, form.password).await {
         Ok(response) => response,
         Err(e) => {
-            let mut page = AuthPage::new(t, false);
+            let mut page = AuthPage::new(t, false, &csrf);
             page.email = email;
             let status = if matches!(e, ApiError::InvalidCredentials) {
                 page.form_error = Some(t.err_invalid_credentials);
@@ -243,10 +305,18 @@ async fn login_submit(req: &Request, state: Data<&AppState>, form: Form<AuthForm
 }
 
 #[handler]
-async fn signup_submit(req: &Request, state: Data<&AppState>, form: Form<AuthForm>) -> Response {
+async fn signup_submit(
+    req: &Request,
+    state: Data<&AppState>,
+    csrf: Csrf,
+    form: Form<AuthForm>,
+) -> Response {
     let t = Lang::from_request(req).text();
     let Form(form) = form;
-    let mut page = AuthPage::new(t, true);
+    if let Some(refused) = expired_form(t, true, &csrf, &form) {
+        return refused;
+    }
+    let mut page = AuthPage::new(t, true, &csrf);
     page.email = form.email.clone();
     page.name = form.name.clone();
     let account = match NewAccount::parse(&form.email, &form.name, &form.password) {
@@ -281,7 +351,18 @@ async fn signup_submit(req: &Request, state: Data<&AppState>, form: Form<AuthFor
 }
 
 #[handler]
-fn logout(state: Data<&AppState>) -> Response {
+async fn logout(
+    req: &Request,
+    state: Data<&AppState>,
+    user: PageUser,
+    csrf: Csrf,
+    form: poem::Result<Form<TokenForm>>,
+) -> Response {
+    let user = user.0;
+    if !csrf.accepts(user.map(|u| u.id), submitted(&form)) {
+        let t = Lang::from_request(req).text();
+        return refused(&state, t, user, &csrf, None).await;
+    }
     Redirect::see_other("/")
         .with_header("set-cookie", cookie(&state, "", 0))
         .into_response()
@@ -333,10 +414,21 @@ async fn my_coupons(req: &Request, state: Data<&AppState>, user: PageUser) -> Re
 // --- claiming and waiting ------------------------------------------------------
 
 #[handler]
-async fn claim_submit(state: Data<&AppState>, user: PageUser, Path(id): Path<u64>) -> Response {
+async fn claim_submit(
+    req: &Request,
+    state: Data<&AppState>,
+    user: PageUser,
+    csrf: Csrf,
+    Path(id): Path<u64>,
+    form: poem::Result<Form<TokenForm>>,
+) -> Response {
     let Some(user) = user.0 else {
         return see_other("/login");
     };
+    if !csrf.accepts(Some(user.id), submitted(&form)) {
+        let t = Lang::from_request(req).text();
+        return refused(&state, t, Some(user), &csrf, Some(id)).await;
+    }
     match claim::claim(&state, user, CouponId(id)).await {
         Ok(ClaimResponse::Final(t) | ClaimResponse::Accepted(t)) => {
             see_other(&format!("/tickets/{}", t.ticket_id))
@@ -639,6 +731,7 @@ mod tests {
                 coupon,
             }],
             flash: None,
+            csrf_token: "token-value".into(),
         }
         .render()
         .unwrap();
@@ -648,5 +741,9 @@ mod tests {
         );
         assert!(html.contains(&esc(EN.status_sold_out)) && html.contains(&esc(EN.err_sold_out)));
         assert!(html.contains("disabled"));
+        assert!(
+            html.contains(r#"name="csrf_token" value="token-value""#),
+            "every form carries its token: {html}"
+        );
     }
 }
