@@ -19,7 +19,7 @@ use poem::http::{Method, StatusCode};
 use poem::{Endpoint, IntoResponse, Request, Response};
 use poem_openapi::payload::Json;
 
-use crate::auth::COOKIE;
+use crate::auth::{Verified, COOKIE};
 use crate::error::{ErrorBody, ErrorCode};
 use crate::state::AppState;
 
@@ -62,6 +62,7 @@ impl Default for RateLimits {
     }
 }
 
+#[derive(Clone, Copy)]
 enum Rule {
     Signup,
     Login,
@@ -83,29 +84,35 @@ fn rule(method: &Method, path: &str) -> Option<Rule> {
 }
 
 impl RateLimits {
-    /// `Some(seconds to wait)` when `req` is over its limit.
-    fn check(&self, state: &AppState, req: &Request) -> Option<u64> {
-        let rule = rule(req.method(), req.uri().path())?;
+    /// `Some(seconds to wait)` when `req` is over its limit. A token this
+    /// had to verify is left in the request for the handler
+    /// ([`crate::auth::Verified`]), which then need not verify it again.
+    fn check(&self, state: &AppState, req: &mut Request, rule: Rule) -> Option<u64> {
         let ip = || {
             req.remote_addr()
                 .as_socket_addr()
                 .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |a| a.ip())
         };
-        // Accounts are known from the token; without a valid one the
-        // handler answers 401 anyway.
-        let account = || {
-            let token = req
-                .header("authorization")
-                .and_then(|h| h.strip_prefix("Bearer "))
-                .map(str::to_owned)
-                .or_else(|| req.cookie().get(COOKIE).map(|c| c.value_str().to_owned()))?;
-            state.tokens.verify(&token).ok().map(|u| u.id.0)
-        };
         let outcome = match rule {
             Rule::Signup => self.signup.check_key(&ip()),
             Rule::Login => self.login.check_key(&ip()),
-            Rule::Claim => self.claim.check_key(&account()?),
-            Rule::Ticket => self.ticket.check_key(&account()?),
+            Rule::Claim | Rule::Ticket => {
+                // Accounts are known from the token; without a valid one
+                // the handler answers 401 anyway.
+                let token = req
+                    .header("authorization")
+                    .and_then(|h| h.strip_prefix("Bearer "))
+                    .map(str::to_owned)
+                    .or_else(|| req.cookie().get(COOKIE).map(|c| c.value_str().to_owned()))?;
+                let user = state.tokens.verify(&token).ok()?;
+                req.extensions_mut().insert(Verified { token, user });
+                let limiter = if matches!(rule, Rule::Claim) {
+                    &self.claim
+                } else {
+                    &self.ticket
+                };
+                limiter.check_key(&user.id.0)
+            }
         };
         if self.checks.fetch_add(1, Ordering::Relaxed) % 10_000 == 9_999 {
             self.signup.retain_recent();
@@ -153,16 +160,20 @@ fn login_email(content_type: &str, body: &[u8]) -> Option<String> {
 
 /// The middleware.
 pub async fn enforce<E: Endpoint>(next: E, mut req: Request) -> poem::Result<Response> {
+    let Some(rule) = rule(req.method(), req.uri().path()) else {
+        return Ok(next.call(req).await?.into_response());
+    };
     if let Some(state) = req.data::<AppState>().cloned() {
+        let login = matches!(rule, Rule::Login);
         if state.config.rate_limits {
-            if let Some(wait) = state.limits.check(&state, &req) {
+            if let Some(wait) = state.limits.check(&state, &mut req, rule) {
                 return Ok(too_many(
                     wait,
                     format!("Too many requests. Try again in {wait} s."),
                 ));
             }
         }
-        if matches!(rule(req.method(), req.uri().path()), Some(Rule::Login)) {
+        if login {
             let body = req.take_body().into_bytes().await?;
             let email = login_email(req.content_type().unwrap_or(""), &body)
                 .and_then(|e| coupon_core::domain::Email::parse(&e).ok());

@@ -108,8 +108,23 @@ fn tokens(req: &Request) -> Result<&Tokens, ApiError> {
         .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("AppState missing from the request")))
 }
 
+/// A token the rate limiter verified already for this request.
+#[derive(Clone)]
+pub struct Verified {
+    pub token: String,
+    pub user: AuthUser,
+}
+
+/// The caller `token` proves, verified once per request.
+pub fn verify(req: &Request, token: &str) -> Result<AuthUser, ApiError> {
+    match req.extensions().get::<Verified>() {
+        Some(verified) if verified.token == token => Ok(verified.user),
+        _ => tokens(req)?.verify(token),
+    }
+}
+
 async fn check_bearer(req: &Request, bearer: Bearer) -> poem::Result<AuthUser> {
-    Ok(tokens(req)?.verify(&bearer.token)?)
+    Ok(verify(req, &bearer.token)?)
 }
 
 async fn check_cookie(req: &Request, key: ApiKey) -> poem::Result<AuthUser> {
@@ -119,7 +134,7 @@ async fn check_cookie(req: &Request, key: ApiKey) -> poem::Result<AuthUser> {
         )
         .into());
     }
-    Ok(tokens(req)?.verify(&key.key)?)
+    Ok(verify(req, &key.key)?)
 }
 
 /// Whether the browser says this request comes from another site. A

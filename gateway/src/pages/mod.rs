@@ -50,12 +50,10 @@ pub struct PageUser(pub Option<AuthUser>);
 
 impl<'a> FromRequest<'a> for PageUser {
     async fn from_request(req: &'a Request, _body: &mut RequestBody) -> poem::Result<Self> {
-        let state = req.data::<AppState>();
         let token = req.cookie().get(COOKIE).map(|c| c.value_str().to_owned());
-        Ok(PageUser(match (state, token) {
-            (Some(state), Some(token)) => state.tokens.verify(&token).ok(),
-            _ => None,
-        }))
+        Ok(PageUser(
+            token.and_then(|token| crate::auth::verify(req, &token).ok()),
+        ))
     }
 }
 

@@ -9,8 +9,11 @@
 //! run it measures this machine's limits with the same client: the
 //! gateway's `/healthz` rate, the claim script's raw rate in Redis, raw
 //! multi-row inserts into MySQL and the broker's produce rate, and prints
-//! each figure as a ratio of its limit. It checks the invariants afterwards
-//! and exits non-zero if one broke.
+//! each figure as a ratio of its limit, plus the gateway's own CPU time per
+//! claim and per `/healthz` (summed over its threads from
+//! `/proc/<pid>/task/*/schedstat`), the figure to watch when tuning the
+//! claim path on a machine whose cores the client shares. It checks the
+//! invariants afterwards and exits non-zero if one broke.
 //!
 //! Options (environment): BENCH_USERS (100000), BENCH_STOCK (10000),
 //! BENCH_CONCURRENCY (1000), BENCH_RATE (admissions per second, 20000),
@@ -117,6 +120,20 @@ impl Process {
             .find_map(|l| l.strip_prefix("VmHWM:"))
             .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
             .map_or(f64::NAN, |kb| kb / 1024.0)
+    }
+
+    /// CPU time used so far by all of its threads (from the scheduler's own
+    /// per-thread accounting, in nanoseconds).
+    fn cpu_time(&self) -> Duration {
+        let tasks = std::fs::read_dir(format!("/proc/{}/task", self.child.id()));
+        let nanos: u64 = tasks
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|task| std::fs::read_to_string(task.path().join("schedstat")).ok())
+            .filter_map(|stat| stat.split_whitespace().next()?.parse::<u64>().ok())
+            .sum();
+        Duration::from_nanos(nanos)
     }
 }
 
@@ -320,6 +337,7 @@ async fn main() -> anyhow::Result<()> {
 
     // The storm (and the fault, if any, one second into it).
     let storm = Instant::now();
+    let gateway_cpu_before = gateway.lock().expect("lock").cpu_time();
     let fault_done: Arc<std::sync::Mutex<Option<Duration>>> = Arc::default();
     if let Some(fault) = options.fault {
         let (gateway, worker, scheduler) = (gateway.clone(), worker.clone(), scheduler.clone());
@@ -373,8 +391,13 @@ async fn main() -> anyhow::Result<()> {
             match response {
                 Ok(r) => {
                     let status = r.status().as_u16();
+                    // Every body is read to its end, as any client does; an
+                    // unread body would cost the connection.
+                    let Ok(body) = r.bytes().await else {
+                        return 0;
+                    };
                     if status == 202 {
-                        if let Ok(body) = r.json::<serde_json::Value>().await {
+                        if let Ok(body) = serde_json::from_slice::<serde_json::Value>(&body) {
                             if let Some(t) = body["ticket_id"].as_str() {
                                 tickets.lock().expect("lock").push((i, t.to_owned()));
                             }
@@ -388,6 +411,12 @@ async fn main() -> anyhow::Result<()> {
     })
     .await;
     let claims_done = storm.elapsed();
+    let gateway_cpu_per_claim = gateway
+        .lock()
+        .expect("lock")
+        .cpu_time()
+        .saturating_sub(gateway_cpu_before)
+        / options.users as u32;
 
     // Poll every waiting ticket to its end, as the API asks.
     let mut pending = std::mem::take(&mut *tickets.lock().expect("lock"));
@@ -520,17 +549,26 @@ async fn main() -> anyhow::Result<()> {
 
     // This machine's limits, with the same client and concurrency.
     let healthz_count = options.users.min(100_000);
+    let gateway_cpu_before = gateway.lock().expect("lock").cpu_time();
     let (healthz_rate, mut healthz_lat, _) = hammer(healthz_count, options.concurrency, |_| {
         let (http, base) = (http.clone(), base.clone());
         async move {
-            http.get(format!("{base}/healthz"))
-                .send()
-                .await
-                .map(|r| r.status().as_u16())
-                .unwrap_or(0)
+            match http.get(format!("{base}/healthz")).send().await {
+                Ok(r) => {
+                    let status = r.status().as_u16();
+                    r.bytes().await.map_or(0, |_| status)
+                }
+                Err(_) => 0,
+            }
         }
     })
     .await;
+    let gateway_cpu_per_healthz = gateway
+        .lock()
+        .expect("lock")
+        .cpu_time()
+        .saturating_sub(gateway_cpu_before)
+        / healthz_count as u32;
     let script_rate = raw_claim_script_rate(config).await?;
     let insert_rate = raw_insert_rate(&db).await?;
     let produce_rate = raw_produce_rate(config).await?;
@@ -561,6 +599,11 @@ async fn main() -> anyhow::Result<()> {
         "/healthz latency ms: p50 {:.2}, p99 {:.2}",
         healthz_lat.pct(0.5),
         healthz_lat.pct(0.99)
+    );
+    println!(
+        "gateway CPU per request (all threads): claim {:.1} µs, /healthz {:.1} µs",
+        gateway_cpu_per_claim.as_secs_f64() * 1e6,
+        gateway_cpu_per_healthz.as_secs_f64() * 1e6
     );
     println!("peak RSS: gateway {gateway_rss:.1} MB, worker {worker_rss:.1} MB; Redis {redis_per_user:.0} bytes per waiting user");
     println!();
@@ -751,18 +794,28 @@ async fn redis_bytes_per_waiting_user(config: &Config, n: u64) -> anyhow::Result
     let redis = RedisStore::new(&scratch)?;
     coupon_core::testing::redis_coupon(&redis, 1, 10, 1).await;
     let mut conn = redis.conn().await?;
-    let used = |info: String| {
-        info.lines()
-            .find_map(|l| l.strip_prefix("used_memory:"))
-            .and_then(|v| v.trim().parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
-    let before = used(
-        redis::cmd("INFO")
-            .arg("memory")
+    // The exact size of every key under the scratch prefix (MEMORY USAGE
+    // with SAMPLES 0), so nothing else going on in Redis counts.
+    let pattern = format!("{}*", scratch.redis_key_prefix);
+    let mut footprint = async || -> anyhow::Result<f64> {
+        let keys: Vec<String> = redis::cmd("KEYS")
+            .arg(&pattern)
             .query_async(&mut conn)
-            .await?,
-    );
+            .await?;
+        let mut bytes = 0.0;
+        for key in keys {
+            let size: Option<u64> = redis::cmd("MEMORY")
+                .arg("USAGE")
+                .arg(&key)
+                .arg("SAMPLES")
+                .arg(0)
+                .query_async(&mut conn)
+                .await?;
+            bytes += size.unwrap_or(0) as f64;
+        }
+        Ok(bytes)
+    };
+    let before = footprint().await?;
     let day = daily::day_of(Utc::now(), config.daily_limit_tz);
     let now = Utc::now().timestamp_millis();
     stream::iter(0..n)
@@ -778,12 +831,7 @@ async fn redis_bytes_per_waiting_user(config: &Config, n: u64) -> anyhow::Result
         .buffer_unordered(256)
         .count()
         .await;
-    let after = used(
-        redis::cmd("INFO")
-            .arg("memory")
-            .query_async(&mut conn)
-            .await?,
-    );
+    let after = footprint().await?;
     Ok((after - before) / n as f64)
 }
 
