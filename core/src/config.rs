@@ -89,6 +89,12 @@ pub struct Config {
     pub kafka_partitions: i32,
     pub kafka_replication_factor: i32,
     pub kafka_consumer_group: String,
+    /// This worker's name in the persister's consumer group (Kafka static
+    /// membership, `group.instance.id`): a worker restarted under the same
+    /// name takes its partitions back at once instead of waiting for its
+    /// dead predecessor to be evicted. Unique per running worker; defaults
+    /// to the host name.
+    pub worker_id: String,
     /// Send every Kafka message in a batch of its own. The local broker
     /// (tansu, memory engine) keeps exact offsets only this way; real Kafka
     /// (docker-compose) sets it to false and batches normally.
@@ -214,6 +220,7 @@ impl Config {
             kafka_partitions: env.number("KAFKA_PARTITIONS", 6, 1..=1024)?,
             kafka_replication_factor: env.number("KAFKA_REPLICATION_FACTOR", 1, 1..=16)?,
             kafka_consumer_group: env.string("KAFKA_CONSUMER_GROUP", "coupon-persister"),
+            worker_id: env.name("WORKER_ID", &host_name())?,
             kafka_one_message_per_batch: env.boolean("KAFKA_ONE_MESSAGE_PER_BATCH", true)?,
             kafka_message_timeout: Duration::from_millis(env.number(
                 "KAFKA_MESSAGE_TIMEOUT_MS",
@@ -320,6 +327,23 @@ impl Env<'_> {
     }
 
     fn topic(&self, var: &'static str, default: &str) -> Result<String, ConfigError> {
+        self.kafka_name(
+            var,
+            default,
+            "a Kafka topic name is 1 to 249 of [a-zA-Z0-9._-]",
+        )
+    }
+
+    fn name(&self, var: &'static str, default: &str) -> Result<String, ConfigError> {
+        self.kafka_name(var, default, "a worker id is 1 to 249 of [a-zA-Z0-9._-]")
+    }
+
+    fn kafka_name(
+        &self,
+        var: &'static str,
+        default: &str,
+        rule: &'static str,
+    ) -> Result<String, ConfigError> {
         self.parse_with(var, default.to_owned(), |v| {
             let valid = !v.is_empty()
                 && v.len() <= 249
@@ -328,9 +352,31 @@ impl Env<'_> {
             if valid {
                 Ok(v.to_owned())
             } else {
-                Err("a Kafka topic name is 1 to 249 of [a-zA-Z0-9._-]".into())
+                Err(rule.into())
             }
         })
+    }
+}
+
+/// This machine's name, as a valid worker id ("worker" if it has none).
+fn host_name() -> String {
+    let name: String = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .unwrap_or_default()
+        .trim()
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
+                c
+            } else {
+                '-'
+            }
+        })
+        .take(200)
+        .collect();
+    if name.is_empty() {
+        "worker".to_owned()
+    } else {
+        name
     }
 }
 
@@ -373,6 +419,7 @@ mod tests {
             ("KAFKA_TOPIC", "bad topic"),
             ("KAFKA_PARTITIONS", "-1"),
             ("KAFKA_ONE_MESSAGE_PER_BATCH", "maybe"),
+            ("WORKER_ID", "worker 1"),
             ("JWT_SECRET", "short"),
             ("JWT_TTL_SECS", "1"),
             ("APP_ENV", "staging"),
@@ -390,6 +437,20 @@ mod tests {
             assert_eq!(err.var, expected, "{var}={value}");
             assert!(err.to_string().contains(expected), "{err}");
         }
+    }
+
+    #[test]
+    fn the_worker_id_defaults_to_a_valid_host_name() {
+        let c = config(&[]).unwrap();
+        assert!(!c.worker_id.is_empty());
+        assert!(c
+            .worker_id
+            .chars()
+            .all(|ch| ch.is_ascii_alphanumeric() || "._-".contains(ch)));
+        assert_eq!(
+            config(&[("WORKER_ID", "worker-2")]).unwrap().worker_id,
+            "worker-2"
+        );
     }
 
     #[test]
