@@ -51,6 +51,21 @@ pub async fn create_database_if_missing(config: &Config) -> Result<(), sqlx::Err
     Ok(())
 }
 
+/// Drops the configured database (for tools that made a scratch one).
+pub async fn drop_database(config: &Config) -> Result<(), sqlx::Error> {
+    let name = config.database_name();
+    if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+        return Err(sqlx::Error::Configuration(
+            format!("DATABASE_URL: database name {name:?} must be [A-Za-z0-9_]+").into(),
+        ));
+    }
+    let mut conn = options(config)?.database("").connect().await?;
+    // An identifier cannot be a bind parameter; the name was checked above.
+    conn.execute(format!("DROP DATABASE IF EXISTS `{name}`").as_str())
+        .await?;
+    Ok(())
+}
+
 /// Applies pending migrations; a second run changes nothing.
 pub async fn migrate(pool: &MySqlPool) -> Result<(), sqlx::migrate::MigrateError> {
     MIGRATOR.run(pool).await

@@ -72,6 +72,39 @@ impl TestEnv {
     }
 }
 
+impl TestEnv {
+    /// Removes this environment's database and Redis keys. For the bench,
+    /// whose 100,000 users would otherwise pile up run after run (tests
+    /// leave theirs to `ops/test`, which clears them all before a run).
+    pub async fn clean_up(&self) -> anyhow::Result<()> {
+        crate::db::drop_database(&self.config).await?;
+        let redis = crate::RedisStore::new(&self.config)?;
+        let mut conn = redis.conn().await?;
+        let pattern = format!("{}*", self.config.redis_key_prefix);
+        let mut cursor = 0u64;
+        loop {
+            let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(&pattern)
+                .arg("COUNT")
+                .arg(5000)
+                .query_async(&mut conn)
+                .await?;
+            if !keys.is_empty() {
+                let _: () = redis::cmd("UNLINK")
+                    .arg(&keys)
+                    .query_async(&mut conn)
+                    .await?;
+            }
+            if next == 0 {
+                return Ok(());
+            }
+            cursor = next;
+        }
+    }
+}
+
 /// A loopback port where nothing listens: bind, read the port, close.
 pub fn dead_port() -> u16 {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port");

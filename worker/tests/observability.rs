@@ -54,7 +54,9 @@ async fn every_process_exports_its_series_after_a_claim() {
             .text()
             .await
             .ok()?;
-        text.contains("coupon_persisted_rows_total").then_some(text)
+        // The lag gauge comes from librdkafka's statistics, once a second.
+        (text.contains("coupon_persisted_rows_total") && text.contains("coupon_consumer_lag"))
+            .then_some(text)
     })
     .await;
     for series in [
