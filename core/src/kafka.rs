@@ -54,7 +54,11 @@ pub fn consumer_config(config: &Config, group: &str) -> ClientConfig {
         .set("auto.commit.interval.ms", "500")
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest")
-        .set("session.timeout.ms", "10000")
+        // Outlasts a broker that stalls for 10 s (the fault runs): with
+        // 10 s the consumer dropped its own session, and its rejoin on the
+        // local broker took a minute. A crashed worker that comes back is
+        // not waited for either way (static membership, see the persister).
+        .set("session.timeout.ms", "30000")
         .set("isolation.level", "read_committed");
     c
 }
