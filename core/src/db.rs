@@ -35,12 +35,7 @@ pub fn connect_lazy(config: &Config) -> Result<MySqlPool, sqlx::Error> {
 
 /// Creates the database named in `DATABASE_URL` if it does not exist yet.
 pub async fn create_database_if_missing(config: &Config) -> Result<(), sqlx::Error> {
-    let name = config.database_name();
-    if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-        return Err(sqlx::Error::Configuration(
-            format!("DATABASE_URL: database name {name:?} must be [A-Za-z0-9_]+").into(),
-        ));
-    }
+    let name = checked_name(config)?;
     let mut conn = options(config)?.database("").connect().await?;
     // An identifier cannot be a bind parameter; the name was checked above.
     conn.execute(
@@ -51,14 +46,21 @@ pub async fn create_database_if_missing(config: &Config) -> Result<(), sqlx::Err
     Ok(())
 }
 
-/// Drops the configured database (for tools that made a scratch one).
-pub async fn drop_database(config: &Config) -> Result<(), sqlx::Error> {
+/// The configured database's name, if it is safe to splice into SQL (an
+/// identifier cannot be a bind parameter).
+fn checked_name(config: &Config) -> Result<&str, sqlx::Error> {
     let name = config.database_name();
     if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
         return Err(sqlx::Error::Configuration(
             format!("DATABASE_URL: database name {name:?} must be [A-Za-z0-9_]+").into(),
         ));
     }
+    Ok(name)
+}
+
+/// Drops the configured database (for tools that made a scratch one).
+pub async fn drop_database(config: &Config) -> Result<(), sqlx::Error> {
+    let name = checked_name(config)?;
     let mut conn = options(config)?.database("").connect().await?;
     // An identifier cannot be a bind parameter; the name was checked above.
     conn.execute(format!("DROP DATABASE IF EXISTS `{name}`").as_str())

@@ -63,6 +63,24 @@ impl RedisStore {
         self.client.get_multiplexed_async_connection().await
     }
 
+    /// One page of `SCAN cursor MATCH pattern COUNT count`: the next cursor
+    /// (0 when done) and the keys found.
+    pub async fn scan_page(
+        conn: &mut ConnectionManager,
+        pattern: &str,
+        cursor: u64,
+        count: usize,
+    ) -> redis::RedisResult<(u64, Vec<String>)> {
+        redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(pattern)
+            .arg("COUNT")
+            .arg(count)
+            .query_async(conn)
+            .await
+    }
+
     /// One round trip, for readiness checks.
     pub async fn ping(&self) -> redis::RedisResult<()> {
         let mut conn = self.conn().await?;

@@ -83,14 +83,8 @@ impl TestEnv {
         let pattern = format!("{}*", self.config.redis_key_prefix);
         let mut cursor = 0u64;
         loop {
-            let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
-                .arg(cursor)
-                .arg("MATCH")
-                .arg(&pattern)
-                .arg("COUNT")
-                .arg(5000)
-                .query_async(&mut conn)
-                .await?;
+            let (next, keys) =
+                crate::RedisStore::scan_page(&mut conn, &pattern, cursor, 5000).await?;
             if !keys.is_empty() {
                 let _: () = redis::cmd("UNLINK")
                     .arg(&keys)

@@ -4,7 +4,7 @@
 //! yesterday's alone so claims in flight around midnight are unaffected.
 
 use chrono::{Duration, Utc};
-use coupon_core::daily;
+use coupon_core::{daily, RedisStore};
 
 use super::Ctx;
 
@@ -16,14 +16,7 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<u64> {
     let mut cursor = 0u64;
     let mut removed = 0;
     loop {
-        let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
-            .arg(cursor)
-            .arg("MATCH")
-            .arg(&pattern)
-            .arg("COUNT")
-            .arg(1000)
-            .query_async(&mut conn)
-            .await?;
+        let (next, keys) = RedisStore::scan_page(&mut conn, &pattern, cursor, 1000).await?;
         let stale: Vec<&String> = keys
             .iter()
             .filter(|k| {
