@@ -369,3 +369,37 @@ async fn activation_warms_coupons_redis_lost_with_their_holders() {
     );
     assert_eq!(Job::Activation.run(&s.ctx).await.unwrap(), 0, "idempotent");
 }
+
+#[tokio::test]
+async fn rollover_removes_stale_daily_counters_only() {
+    let s = setup(&[]).await;
+    let other = TestEnv::new().await;
+    let other_redis = coupon_core::RedisStore::new(&other.config).unwrap();
+    let tz = s.ctx.config.daily_limit_tz;
+    let day =
+        |days_ago: i64| daily::day_of(Utc::now() - chrono::Duration::days(days_ago), tz).label;
+    let mut conn = s.ctx.redis.conn().await.unwrap();
+    let key = |redis: &coupon_core::RedisStore, user: u64, days_ago: i64| {
+        scripts::daily_key(redis.keys(), UserId(user), &day(days_ago))
+    };
+    // Counters written without their expiry: today, yesterday, and older.
+    for (user, days_ago) in [(1, 0), (2, 1), (3, 2), (4, 30)] {
+        let _: () = conn
+            .set(key(&s.ctx.redis, user, days_ago), 1)
+            .await
+            .unwrap();
+    }
+    let _: () = conn.set(key(&other_redis, 5, 30), 1).await.unwrap();
+
+    let removed = Job::Rollover.run(&s.ctx).await.unwrap();
+    assert_eq!(removed, 2, "the counters of two and thirty days ago");
+    for (user, days_ago, kept) in [(1, 0, true), (2, 1, true), (3, 2, false), (4, 30, false)] {
+        let exists: bool = conn
+            .exists(key(&s.ctx.redis, user, days_ago))
+            .await
+            .unwrap();
+        assert_eq!(exists, kept, "{days_ago} days ago");
+    }
+    let exists: bool = conn.exists(key(&other_redis, 5, 30)).await.unwrap();
+    assert!(exists, "another deployment's keys are not touched");
+}
