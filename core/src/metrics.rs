@@ -23,6 +23,9 @@ pub const CLAIM_OUTCOMES: &str = "coupon_claim_outcomes_total";
 /// One `claim.lua` call (seconds) and its batch size (users).
 pub const CLAIM_SCRIPT_DURATION: &str = "coupon_claim_script_duration_seconds";
 pub const CLAIM_BATCH_SIZE: &str = "coupon_claim_batch_size";
+/// Claims per `enqueue.lua` call in the gateway (claims arriving together
+/// share one call).
+pub const ENQUEUE_BATCH_SIZE: &str = "coupon_enqueue_batch_size";
 /// Waiting users, by coupon.
 pub const QUEUE_LENGTH: &str = "coupon_queue_length";
 /// Outbox entries not yet delivered to Kafka.
@@ -63,6 +66,7 @@ pub const ALL: &[&str] = &[
     CLAIM_OUTCOMES,
     CLAIM_SCRIPT_DURATION,
     CLAIM_BATCH_SIZE,
+    ENQUEUE_BATCH_SIZE,
     QUEUE_LENGTH,
     OUTBOX_BACKLOG,
     RELAYED_ISSUES,

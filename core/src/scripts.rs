@@ -83,6 +83,16 @@ pub enum Enqueued {
     DailyLimit,
 }
 
+/// One user's claim for [`enqueue_many`].
+#[derive(Clone, Debug)]
+pub struct Claimant {
+    pub user: UserId,
+    /// The user's daily counter ([`daily_key`]) for the day of `now_ms`.
+    pub daily_key: String,
+    pub now_ms: i64,
+}
+
+/// Runs `enqueue.lua` once for one user.
 pub async fn enqueue(
     redis: &RedisStore,
     coupon: CouponId,
@@ -91,9 +101,29 @@ pub async fn enqueue(
     now_ms: i64,
     daily_limit: u32,
 ) -> redis::RedisResult<Enqueued> {
+    let claimant = Claimant {
+        user,
+        daily_key: daily_key(redis.keys(), user, day),
+        now_ms,
+    };
+    let mut answers = enqueue_many(redis, coupon, &[claimant], daily_limit).await?;
+    Ok(answers.pop().unwrap_or(Enqueued::NoCoupon))
+}
+
+/// Runs `enqueue.lua` once for several users of one coupon, answered in
+/// order; one answer per claimant.
+pub async fn enqueue_many(
+    redis: &RedisStore,
+    coupon: CouponId,
+    claimants: &[Claimant],
+    daily_limit: u32,
+) -> redis::RedisResult<Vec<Enqueued>> {
+    if claimants.is_empty() {
+        return Ok(Vec::new());
+    }
     let k = CouponKeys::new(redis.keys(), coupon);
-    let mut conn = redis.conn().await?;
-    let reply: Vec<redis::Value> = ENQUEUE
+    let mut invocation = ENQUEUE.prepare_invoke();
+    invocation
         .key(&k.meta)
         .key(&k.stock)
         .key(&k.queue)
@@ -101,12 +131,23 @@ pub async fn enqueue(
         .key(&k.results)
         .key(&k.issued)
         .key(&k.seq)
-        .key(daily_key(redis.keys(), user, day))
-        .arg(user.0)
-        .arg(now_ms)
-        .arg(daily_limit)
-        .invoke_async(&mut conn)
-        .await?;
+        .arg(daily_limit);
+    for c in claimants {
+        invocation.key(&c.daily_key).arg(c.user.0).arg(c.now_ms);
+    }
+    let mut conn = redis.conn().await?;
+    let replies: Vec<Vec<redis::Value>> = invocation.invoke_async(&mut conn).await?;
+    if replies.len() != claimants.len() {
+        return Err(redis::RedisError::from((
+            redis::ErrorKind::TypeError,
+            "enqueue answered for another number of claimants",
+            format!("{} answers for {}", replies.len(), claimants.len()),
+        )));
+    }
+    replies.iter().map(|r| parse_enqueued(r)).collect()
+}
+
+fn parse_enqueued(reply: &[redis::Value]) -> redis::RedisResult<Enqueued> {
     let item = |i: usize| reply.get(i).cloned().unwrap_or(redis::Value::Nil);
     let kind: String = redis::from_redis_value(&item(0))?;
     let text = || redis::from_redis_value::<String>(&item(1)).unwrap_or_default();

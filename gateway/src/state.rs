@@ -10,6 +10,7 @@ use rdkafka::client::DefaultClientContext;
 use sqlx::MySqlPool;
 
 use crate::auth::Tokens;
+use crate::claim::batch::Enqueuer;
 use crate::live::Hub;
 use crate::pages::csrf::CsrfKey;
 use crate::rate_limit::RateLimits;
@@ -32,6 +33,8 @@ pub struct AppState {
     /// Live updates for waiting pages: one Redis poll per watched coupon.
     pub live: Hub,
     pub limits: Arc<RateLimits>,
+    /// Claims arriving together share one `enqueue.lua` call.
+    pub enqueuer: Enqueuer,
 }
 
 impl AppState {
@@ -48,6 +51,7 @@ impl AppState {
             csrf: CsrfKey::derive(config.jwt_secret.expose()),
             live: Hub::default(),
             limits: Arc::new(RateLimits::default()),
+            enqueuer: Enqueuer::default(),
             config: Arc::new(config),
         })
     }

@@ -12,7 +12,9 @@
 //! each figure as a ratio of its limit, plus the gateway's own CPU time per
 //! claim and per `/healthz` (summed over its threads from
 //! `/proc/<pid>/task/*/schedstat`), the figure to watch when tuning the
-//! claim path on a machine whose cores the client shares. It checks the
+//! claim path on a machine whose cores the client shares, and how the
+//! machine's CPU time during the claims split between the gateway, the
+//! worker, the bench client, Redis, the broker and MariaDB. It checks the
 //! invariants afterwards and exits non-zero if one broke.
 //!
 //! Options (environment): BENCH_USERS (100000), BENCH_STOCK (10000),
@@ -134,6 +136,104 @@ impl Process {
             .filter_map(|stat| stat.split_whitespace().next()?.parse::<u64>().ok())
             .sum();
         Duration::from_nanos(nanos)
+    }
+}
+
+/// CPU time of whole processes (all threads, exited ones included, from
+/// `/proc/<pid>/stat`), to show where the two cores went during the storm.
+struct CpuUse {
+    parts: Vec<(&'static str, Vec<u32>)>,
+    tick: f64,
+}
+
+/// One reading of [`CpuUse`]: seconds per part, and the machine's busy
+/// seconds in all (from `/proc/stat`).
+struct CpuReading {
+    parts: Vec<f64>,
+    busy: f64,
+}
+
+impl CpuUse {
+    fn new(parts: Vec<(&'static str, Vec<u32>)>) -> Self {
+        let tick = Command::new("getconf")
+            .arg("CLK_TCK")
+            .output()
+            .ok()
+            .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse::<f64>().ok())
+            .unwrap_or(100.0);
+        Self { parts, tick }
+    }
+
+    /// The pids of processes named exactly `name`.
+    fn pids_named(name: &str) -> Vec<u32> {
+        Command::new("pgrep")
+            .args(["-x", name])
+            .output()
+            .map(|o| {
+                String::from_utf8_lossy(&o.stdout)
+                    .split_whitespace()
+                    .filter_map(|p| p.parse().ok())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    fn seconds(&self, pid: u32) -> f64 {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        // Fields after the parenthesised name: state is 3rd, utime 14th,
+        // stime 15th of the whole line.
+        let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+        (ticks(11) + ticks(12)) / self.tick
+    }
+
+    fn read(&self) -> CpuReading {
+        let parts = self
+            .parts
+            .iter()
+            .map(|(_, pids)| pids.iter().map(|p| self.seconds(*p)).sum())
+            .collect();
+        let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+        let cpu: Vec<f64> = stat
+            .lines()
+            .next()
+            .unwrap_or("")
+            .split_whitespace()
+            .skip(1)
+            .filter_map(|v| v.parse().ok())
+            .collect();
+        // user nice system idle iowait irq softirq steal: busy is all but
+        // idle and iowait.
+        let busy = cpu
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| *i != 3 && *i != 4)
+            .map(|(_, v)| v)
+            .sum::<f64>()
+            / self.tick;
+        CpuReading { parts, busy }
+    }
+
+    /// "gateway 1.23 s (41%), ...": each part's share of the machine's
+    /// busy time between two readings.
+    fn describe(&self, before: &CpuReading, after: &CpuReading) -> String {
+        let busy = (after.busy - before.busy).max(f64::EPSILON);
+        let mut text: Vec<String> = self
+            .parts
+            .iter()
+            .zip(before.parts.iter().zip(&after.parts))
+            .map(|((name, _), (b, a))| {
+                format!("{name} {:.2} s ({:.0}%)", a - b, 100.0 * (a - b) / busy)
+            })
+            .collect();
+        let known: f64 = before.parts.iter().zip(&after.parts).map(|(b, a)| a - b).sum();
+        text.push(format!(
+            "other {:.2} s ({:.0}%)",
+            (busy - known).max(0.0),
+            100.0 * (busy - known).max(0.0) / busy
+        ));
+        format!("{busy:.2} s busy: {}", text.join(", "))
     }
 }
 
@@ -365,6 +465,15 @@ async fn main() -> anyhow::Result<()> {
     });
 
     // The storm (and the fault, if any, one second into it).
+    let cpu_use = CpuUse::new(vec![
+        ("gateway", vec![gateway.lock().expect("lock").child.id()]),
+        ("worker", vec![worker.lock().expect("lock").child.id()]),
+        ("bench client", vec![std::process::id()]),
+        ("Redis", CpuUse::pids_named("redis-server")),
+        ("broker", CpuUse::pids_named("tansu")),
+        ("MariaDB", CpuUse::pids_named("mariadbd")),
+    ]);
+    let storm_cpu_before = cpu_use.read();
     let storm = Instant::now();
     let gateway_cpu_before = gateway.lock().expect("lock").cpu_time();
     let fault_done: Arc<std::sync::Mutex<Option<Duration>>> = Arc::default();
@@ -440,6 +549,7 @@ async fn main() -> anyhow::Result<()> {
     })
     .await;
     let claims_done = storm.elapsed();
+    let storm_cpu = cpu_use.describe(&storm_cpu_before, &cpu_use.read());
     let gateway_cpu_per_claim = gateway
         .lock()
         .expect("lock")
@@ -645,6 +755,7 @@ async fn main() -> anyhow::Result<()> {
         gateway_cpu_per_claim.as_secs_f64() * 1e6,
         gateway_cpu_per_healthz.as_secs_f64() * 1e6
     );
+    println!("CPU while the claims were answered ({claims_done:.2?} on {} cores): {storm_cpu}", std::thread::available_parallelism().map_or(0, |n| n.get()));
     println!("peak RSS: gateway {gateway_rss:.1} MB, worker {worker_rss:.1} MB; Redis {redis_per_user:.0} bytes per waiting user");
     println!();
     println!("| figure                                 | ours                |        limit |  ratio | target |");

@@ -5,11 +5,14 @@
 //! daily limit) and the `ZADD NX` into the line. A repeated claim returns
 //! the same ticket and the same place. MySQL is read only when Redis does
 //! not know the coupon at all (never warmed, or Redis lost it), to tell a
-//! 404 from a coupon that needs warming up.
+//! 404 from a coupon that needs warming up. Claims arriving together share
+//! one script call ([`batch`]).
+
+pub mod batch;
 
 use chrono::Utc;
 use coupon_core::domain::CouponId;
-use coupon_core::scripts::{self, Enqueued};
+use coupon_core::scripts::Enqueued;
 use coupon_core::{coupons, daily, metrics as names, stock};
 use poem::web::Data;
 use poem_openapi::param::Path;
@@ -122,7 +125,7 @@ async fn enqueue(state: &AppState, user: AuthUser, coupon: CouponId) -> Result<E
     let now = Utc::now();
     let day = daily::day_of(now, config.daily_limit_tz);
     let run = || {
-        scripts::enqueue(
+        state.enqueuer.enqueue(
             &state.redis,
             coupon,
             user.id,
