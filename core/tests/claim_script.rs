@@ -5,7 +5,7 @@
 use chrono::{Duration, Utc};
 use coupon_core::daily::{day_of, Day};
 use coupon_core::domain::{CouponId, UserId};
-use coupon_core::scripts::{self, CouponKeys, Enqueued, Outcome};
+use coupon_core::scripts::{self, Claimant, CouponKeys, Enqueued, Outcome};
 use coupon_core::testing::{redis_coupon, TestEnv};
 use coupon_core::RedisStore;
 use redis::AsyncCommands;
@@ -254,6 +254,61 @@ async fn enqueue_keeps_the_first_place_and_answers_fast_rejections() {
     // Daily limit, before joining any line.
     redis_coupon(&f.redis, 2, 5, 100).await;
     assert_eq!(enqueue(&f, 2, 1).await, Enqueued::DailyLimit);
+}
+
+#[tokio::test]
+async fn one_enqueue_call_answers_each_claimant_in_order() {
+    let f = Fixture::new("1");
+    redis_coupon(&f.redis, 1, 5, 100).await;
+    // User 9 used today's one coupon on coupon 2.
+    redis_coupon(&f.redis, 2, 5, 100).await;
+    assert_eq!(f.claim(2, &[9]).await, vec![(9, Outcome::Issued)]);
+
+    let day = f.today().label;
+    let now = Utc::now().timestamp_millis();
+    let claimant = |user: u64| Claimant {
+        user: UserId(user),
+        daily_key: scripts::daily_key(f.redis.keys(), UserId(user), &day),
+        now_ms: now,
+    };
+    let batch = [
+        claimant(1),
+        claimant(2),
+        claimant(1),
+        claimant(9),
+        claimant(3),
+    ];
+    let answers = scripts::enqueue_many(&f.redis, CouponId(1), &batch, f.limit)
+        .await
+        .unwrap();
+    let waiting = |rank, joined| Enqueued::Waiting {
+        rank,
+        joined,
+        rate: 100.0,
+    };
+    assert_eq!(
+        answers,
+        vec![
+            waiting(0, true),
+            waiting(1, true),
+            waiting(0, false), // named twice: the first call's place
+            Enqueued::DailyLimit,
+            waiting(2, true),
+        ]
+    );
+    // The same answers as one call per claim would give now.
+    assert_eq!(enqueue(&f, 1, 2).await, waiting(1, false));
+    assert_eq!(enqueue(&f, 1, 3).await, waiting(2, false));
+
+    // A coupon Redis does not know: every claimant is told so.
+    let unknown = scripts::enqueue_many(&f.redis, CouponId(3), &batch[..2], f.limit)
+        .await
+        .unwrap();
+    assert_eq!(unknown, vec![Enqueued::NoCoupon, Enqueued::NoCoupon]);
+    let none = scripts::enqueue_many(&f.redis, CouponId(1), &[], f.limit)
+        .await
+        .unwrap();
+    assert!(none.is_empty());
 }
 
 #[tokio::test]

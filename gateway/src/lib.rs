@@ -6,7 +6,8 @@
 //! - [`startup`]: migrations at start, routes, binding and serving.
 //! - [`api`]: the OpenAPI service that gathers every API area, one file
 //!   each: [`accounts`] (sign-up, login, me), [`coupons`] (list, one, mine),
-//!   [`claim`] (join the line: Redis only, one round trip), [`tickets`]
+//!   [`claim`] (join the line: Redis only, one round trip,
+//!   shared by the claims arriving together), [`tickets`]
 //!   (where a claim stands; signed ticket ids), [`admin`] (create, stats,
 //!   dashboard), [`operations`] (liveness, readiness, metrics).
 //! - [`auth`]: JWT access tokens and the bearer/cookie security scheme.

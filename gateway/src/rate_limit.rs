@@ -12,6 +12,8 @@
 use std::net::{IpAddr, Ipv4Addr};
 use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
@@ -19,7 +21,7 @@ use poem::http::{Method, StatusCode};
 use poem::{Endpoint, IntoResponse, Request, Response};
 use poem_openapi::payload::Json;
 
-use crate::auth::{Verified, COOKIE};
+use crate::auth::{Tokens, Verified, COOKIE};
 use crate::error::{ErrorBody, ErrorCode};
 use crate::state::AppState;
 
@@ -46,8 +48,13 @@ pub struct RateLimits {
     claim: DefaultKeyedRateLimiter<u64>,
     ticket: DefaultKeyedRateLimiter<u64>,
     clock: DefaultClock,
-    checks: AtomicU64,
+    /// When the last sweep started, in ms since `started`.
+    last_sweep: AtomicU64,
+    started: Instant,
 }
+
+/// How often keys whose limits have fully recovered are forgotten.
+const SWEEP_EVERY: Duration = Duration::from_secs(10);
 
 impl Default for RateLimits {
     fn default() -> Self {
@@ -57,7 +64,8 @@ impl Default for RateLimits {
             claim: RateLimiter::keyed(CLAIM),
             ticket: RateLimiter::keyed(TICKET),
             clock: DefaultClock::default(),
-            checks: AtomicU64::new(0),
+            last_sweep: AtomicU64::new(0),
+            started: Instant::now(),
         }
     }
 }
@@ -87,7 +95,7 @@ impl RateLimits {
     /// `Some(seconds to wait)` when `req` is over its limit. A token this
     /// had to verify is left in the request for the handler
     /// ([`crate::auth::Verified`]), which then need not verify it again.
-    fn check(&self, state: &AppState, req: &mut Request, rule: Rule) -> Option<u64> {
+    fn check(&self, tokens: &Tokens, req: &mut Request, rule: Rule) -> Option<u64> {
         let ip = || {
             req.remote_addr()
                 .as_socket_addr()
@@ -104,7 +112,7 @@ impl RateLimits {
                     .and_then(|h| h.strip_prefix("Bearer "))
                     .map(str::to_owned)
                     .or_else(|| req.cookie().get(COOKIE).map(|c| c.value_str().to_owned()))?;
-                let user = state.tokens.verify(&token).ok()?;
+                let user = tokens.verify(&token).ok()?;
                 req.extensions_mut().insert(Verified { token, user });
                 let limiter = if matches!(rule, Rule::Claim) {
                     &self.claim
@@ -114,12 +122,6 @@ impl RateLimits {
                 limiter.check_key(&user.id.0)
             }
         };
-        if self.checks.fetch_add(1, Ordering::Relaxed) % 10_000 == 9_999 {
-            self.signup.retain_recent();
-            self.login.retain_recent();
-            self.claim.retain_recent();
-            self.ticket.retain_recent();
-        }
         outcome.err().map(|not_until| {
             not_until
                 .wait_time_from(self.clock.now())
@@ -127,6 +129,31 @@ impl RateLimits {
                 .ceil()
                 .max(1.0) as u64
         })
+    }
+}
+
+impl RateLimits {
+    /// Forgets keys whose limits have fully recovered, at most once per
+    /// [`SWEEP_EVERY`] and on a blocking thread: a sweep walks every key
+    /// (a storm leaves one per account), which no request should wait for.
+    fn sweep_if_due(self: &Arc<Self>) {
+        let now = self.started.elapsed().as_millis() as u64;
+        let last = self.last_sweep.load(Ordering::Relaxed);
+        if now.saturating_sub(last) < SWEEP_EVERY.as_millis() as u64
+            || self
+                .last_sweep
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_err()
+        {
+            return;
+        }
+        let limits = self.clone();
+        tokio::task::spawn_blocking(move || {
+            limits.signup.retain_recent();
+            limits.login.retain_recent();
+            limits.claim.retain_recent();
+            limits.ticket.retain_recent();
+        });
     }
 }
 
@@ -163,23 +190,31 @@ pub async fn enforce<E: Endpoint>(next: E, mut req: Request) -> poem::Result<Res
     let Some(rule) = rule(req.method(), req.uri().path()) else {
         return Ok(next.call(req).await?.into_response());
     };
-    if let Some(state) = req.data::<AppState>().cloned() {
-        let login = matches!(rule, Rule::Login);
-        if state.config.rate_limits {
-            if let Some(wait) = state.limits.check(&state, &mut req, rule) {
-                return Ok(too_many(
-                    wait,
-                    format!("Too many requests. Try again in {wait} s."),
-                ));
-            }
+    // Only the handles needed here are cloned, not the whole state: this
+    // runs for every claim.
+    let Some((enabled, limits, tokens)) = req
+        .data::<AppState>()
+        .map(|s| (s.config.rate_limits, s.limits.clone(), s.tokens.clone()))
+    else {
+        return Ok(next.call(req).await?.into_response());
+    };
+    if enabled {
+        limits.sweep_if_due();
+        if let Some(wait) = limits.check(&tokens, &mut req, rule) {
+            return Ok(too_many(
+                wait,
+                format!("Too many requests. Try again in {wait} s."),
+            ));
         }
-        if login {
+    }
+    if matches!(rule, Rule::Login) {
+        if let Some(redis) = req.data::<AppState>().map(|s| s.redis.clone()) {
             let body = req.take_body().into_bytes().await?;
             let email = login_email(req.content_type().unwrap_or(""), &body)
                 .and_then(|e| coupon_core::domain::Email::parse(&e).ok());
             req.set_body(body);
             if let Some(email) = email {
-                match crate::accounts::lockout::locked(&state.redis, &email).await {
+                match crate::accounts::lockout::locked(&redis, &email).await {
                     Ok(Some(wait)) => {
                         return Ok(too_many(
                             wait,

@@ -94,9 +94,8 @@ async fn run(redis: RedisStore, mut receiver: mpsc::UnboundedReceiver<Job>) {
 fn by_coupon(jobs: &mut Vec<Job>) -> impl Iterator<Item = Vec<Job>> {
     let mut groups: Vec<Vec<Job>> = Vec::new();
     for job in jobs.drain(..) {
-        let same = |g: &&mut Vec<Job>| {
-            g[0].coupon == job.coupon && g[0].daily_limit == job.daily_limit
-        };
+        let same =
+            |g: &&mut Vec<Job>| g[0].coupon == job.coupon && g[0].daily_limit == job.daily_limit;
         match groups.iter_mut().find(same) {
             Some(group) => group.push(job),
             None => groups.push(vec![job]),

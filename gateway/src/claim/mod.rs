@@ -10,7 +10,7 @@
 
 pub mod batch;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use coupon_core::domain::CouponId;
 use coupon_core::scripts::Enqueued;
 use coupon_core::{coupons, daily, metrics as names, stock};
@@ -136,19 +136,34 @@ async fn enqueue(state: &AppState, user: AuthUser, coupon: CouponId) -> Result<E
     };
     match run().await? {
         Enqueued::NoCoupon => {
-            // Off the hot path: Redis does not know the coupon. Warm it up
-            // from MySQL if it exists (SET NX never resets live stock).
-            let Some(row) = coupons::by_id(&state.db, coupon).await? else {
-                return Ok(Enqueued::NoCoupon);
-            };
-            // An ended coupon whose Redis state was cleaned up stays ended.
-            if row.status == "expired" || now >= row.valid_to {
-                return Ok(Enqueued::NotActive { expired: true });
+            // Off the hot path, and boxed so that its MySQL future does not
+            // make every claim's future (copied at each boxed middleware
+            // layer) larger.
+            match Box::pin(warm_up(state, coupon, now)).await? {
+                Some(answer) => Ok(answer),
+                None => Ok(run().await?),
             }
-            tracing::warn!(%coupon, "coupon missing in Redis; warming it up");
-            stock::warm_up(&state.redis, &row, config.admission_rate_per_sec).await?;
-            Ok(run().await?)
         }
         other => Ok(other),
     }
+}
+
+/// Redis does not know `coupon`: warms it up from MySQL if it exists (SET
+/// NX never resets live stock) and returns `None`, to enqueue again; or
+/// the answer itself when there is nothing to warm up.
+async fn warm_up(
+    state: &AppState,
+    coupon: CouponId,
+    now: DateTime<Utc>,
+) -> Result<Option<Enqueued>, ApiError> {
+    let Some(row) = coupons::by_id(&state.db, coupon).await? else {
+        return Ok(Some(Enqueued::NoCoupon));
+    };
+    // An ended coupon whose Redis state was cleaned up stays ended.
+    if row.status == "expired" || now >= row.valid_to {
+        return Ok(Some(Enqueued::NotActive { expired: true }));
+    }
+    tracing::warn!(%coupon, "coupon missing in Redis; warming it up");
+    stock::warm_up(&state.redis, &row, state.config.admission_rate_per_sec).await?;
+    Ok(None)
 }

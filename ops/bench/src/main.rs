@@ -159,7 +159,12 @@ impl CpuUse {
             .arg("CLK_TCK")
             .output()
             .ok()
-            .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse::<f64>().ok())
+            .and_then(|o| {
+                String::from_utf8_lossy(&o.stdout)
+                    .trim()
+                    .parse::<f64>()
+                    .ok()
+            })
             .unwrap_or(100.0);
         Self { parts, tick }
     }
@@ -184,7 +189,12 @@ impl CpuUse {
         // stime 15th of the whole line.
         let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
         let fields: Vec<&str> = rest.split_whitespace().collect();
-        let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+        let ticks = |i: usize| {
+            fields
+                .get(i)
+                .and_then(|v| v.parse::<f64>().ok())
+                .unwrap_or(0.0)
+        };
         (ticks(11) + ticks(12)) / self.tick
     }
 
@@ -227,7 +237,12 @@ impl CpuUse {
                 format!("{name} {:.2} s ({:.0}%)", a - b, 100.0 * (a - b) / busy)
             })
             .collect();
-        let known: f64 = before.parts.iter().zip(&after.parts).map(|(b, a)| a - b).sum();
+        let known: f64 = before
+            .parts
+            .iter()
+            .zip(&after.parts)
+            .map(|(b, a)| a - b)
+            .sum();
         text.push(format!(
             "other {:.2} s ({:.0}%)",
             (busy - known).max(0.0),
@@ -755,7 +770,10 @@ async fn main() -> anyhow::Result<()> {
         gateway_cpu_per_claim.as_secs_f64() * 1e6,
         gateway_cpu_per_healthz.as_secs_f64() * 1e6
     );
-    println!("CPU while the claims were answered ({claims_done:.2?} on {} cores): {storm_cpu}", std::thread::available_parallelism().map_or(0, |n| n.get()));
+    println!(
+        "CPU while the claims were answered ({claims_done:.2?} on {} cores): {storm_cpu}",
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
     println!("peak RSS: gateway {gateway_rss:.1} MB, worker {worker_rss:.1} MB; Redis {redis_per_user:.0} bytes per waiting user");
     println!();
     println!("| figure                                 | ours                |        limit |  ratio | target |");
