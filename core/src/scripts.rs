@@ -92,6 +92,17 @@ pub struct Claimant {
     pub now_ms: i64,
 }
 
+impl Claimant {
+    /// `user` claiming at `now_ms`, on `day` (`YYYYMMDD`) of the daily limit.
+    pub fn new(keys: &Keys, user: UserId, day: &str, now_ms: i64) -> Self {
+        Self {
+            user,
+            daily_key: daily_key(keys, user, day),
+            now_ms,
+        }
+    }
+}
+
 /// Runs `enqueue.lua` once for one user.
 pub async fn enqueue(
     redis: &RedisStore,
@@ -101,11 +112,17 @@ pub async fn enqueue(
     now_ms: i64,
     daily_limit: u32,
 ) -> redis::RedisResult<Enqueued> {
-    let claimant = Claimant {
-        user,
-        daily_key: daily_key(redis.keys(), user, day),
-        now_ms,
-    };
+    let claimant = Claimant::new(redis.keys(), user, day, now_ms);
+    enqueue_one(redis, coupon, claimant, daily_limit).await
+}
+
+/// Runs `enqueue.lua` once for one claimant.
+pub async fn enqueue_one(
+    redis: &RedisStore,
+    coupon: CouponId,
+    claimant: Claimant,
+    daily_limit: u32,
+) -> redis::RedisResult<Enqueued> {
     let mut answers = enqueue_many(redis, coupon, &[claimant], daily_limit).await?;
     Ok(answers.pop().unwrap_or(Enqueued::NoCoupon))
 }

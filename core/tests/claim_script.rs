@@ -266,11 +266,7 @@ async fn one_enqueue_call_answers_each_claimant_in_order() {
 
     let day = f.today().label;
     let now = Utc::now().timestamp_millis();
-    let claimant = |user: u64| Claimant {
-        user: UserId(user),
-        daily_key: scripts::daily_key(f.redis.keys(), UserId(user), &day),
-        now_ms: now,
-    };
+    let claimant = |user: u64| Claimant::new(f.redis.keys(), UserId(user), &day, now);
     let batch = [
         claimant(1),
         claimant(2),

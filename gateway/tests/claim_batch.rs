@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use chrono::Utc;
 use coupon_core::daily::day_of;
 use coupon_core::domain::{CouponId, UserId};
-use coupon_core::scripts::Enqueued;
+use coupon_core::scripts::{Claimant, Enqueued};
 use coupon_core::testing::{redis_coupon, TestEnv};
 use coupon_core::RedisStore;
 use futures::future::join_all;
@@ -30,14 +30,8 @@ async fn a_burst_over_two_coupons_gives_every_user_one_place() {
         .chain((1..=5).map(|u| (3, u)))
         .collect();
     let answers = join_all(claims.iter().map(|&(coupon, user)| {
-        enqueuer.enqueue(
-            &redis,
-            CouponId(coupon),
-            UserId(user),
-            &day,
-            now,
-            env.config.daily_limit,
-        )
+        let claimant = Claimant::new(redis.keys(), UserId(user), &day, now);
+        enqueuer.enqueue(&redis, CouponId(coupon), claimant, env.config.daily_limit)
     }))
     .await;
 

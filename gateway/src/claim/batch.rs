@@ -16,7 +16,7 @@
 
 use std::sync::{Arc, OnceLock};
 
-use coupon_core::domain::{CouponId, UserId};
+use coupon_core::domain::CouponId;
 use coupon_core::metrics as names;
 use coupon_core::scripts::{self, Claimant, Enqueued};
 use coupon_core::RedisStore;
@@ -46,9 +46,7 @@ impl Enqueuer {
         &self,
         redis: &RedisStore,
         coupon: CouponId,
-        user: UserId,
-        day: &str,
-        now_ms: i64,
+        claimant: Claimant,
         daily_limit: u32,
     ) -> redis::RedisResult<Enqueued> {
         let jobs = self.jobs.get_or_init(|| {
@@ -60,18 +58,12 @@ impl Enqueuer {
         let job = Job {
             coupon,
             daily_limit,
-            claimant: Claimant {
-                user,
-                daily_key: scripts::daily_key(redis.keys(), user, day),
-                now_ms,
-            },
+            claimant,
             reply,
         };
         if let Err(mpsc::error::SendError(job)) = jobs.send(job) {
             // The task is gone (its runtime shut down): a call of its own.
-            let claimant = [job.claimant];
-            let mut answers = scripts::enqueue_many(redis, coupon, &claimant, daily_limit).await?;
-            return Ok(answers.pop().unwrap_or(Enqueued::NoCoupon));
+            return scripts::enqueue_one(redis, coupon, job.claimant, daily_limit).await;
         }
         answer.await.unwrap_or_else(|_| {
             Err(redis::RedisError::from((

@@ -12,7 +12,7 @@ pub mod batch;
 
 use chrono::{DateTime, Utc};
 use coupon_core::domain::CouponId;
-use coupon_core::scripts::Enqueued;
+use coupon_core::scripts::{Claimant, Enqueued};
 use coupon_core::{coupons, daily, metrics as names, stock};
 use poem::web::Data;
 use poem_openapi::param::Path;
@@ -125,14 +125,15 @@ async fn enqueue(state: &AppState, user: AuthUser, coupon: CouponId) -> Result<E
     let now = Utc::now();
     let day = daily::day_of(now, config.daily_limit_tz);
     let run = || {
-        state.enqueuer.enqueue(
-            &state.redis,
-            coupon,
+        let claimant = Claimant::new(
+            state.redis.keys(),
             user.id,
             &day.label,
             now.timestamp_millis(),
-            config.daily_limit,
-        )
+        );
+        state
+            .enqueuer
+            .enqueue(&state.redis, coupon, claimant, config.daily_limit)
     };
     match run().await? {
         Enqueued::NoCoupon => {

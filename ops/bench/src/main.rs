@@ -3,9 +3,11 @@
 //!
 //! It starts the release `gateway` and `worker` as child processes on a
 //! database, Redis prefix and topics of their own, prepares N users in
-//! MySQL in bulk, creates a coupon of stock S, fires one claim per user over
-//! HTTP keep-alive at concurrency C, polls every ticket to its end the way
-//! the API asks (`poll_after_ms`), and prints what it measured. In the same
+//! MySQL in bulk, creates a coupon of stock S, opens C keep-alive
+//! connections (so that the storm, like the later `/healthz` phase, runs
+//! on open ones), fires one claim per user over them at concurrency C,
+//! polls every ticket to its end the way the API asks (`poll_after_ms`),
+//! and prints what it measured. In the same
 //! run it measures this machine's limits with the same client: the
 //! gateway's `/healthz` rate, the claim script's raw rate in Redis, raw
 //! multi-row inserts into MySQL and the broker's produce rate, and prints
