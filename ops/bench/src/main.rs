@@ -16,8 +16,11 @@
 //! `/proc/<pid>/task/*/schedstat`), the figure to watch when tuning the
 //! claim path on a machine whose cores the client shares, and how the
 //! machine's CPU time during the claims split between the gateway, the
-//! worker, the bench client, Redis, the broker and MariaDB. It checks the
-//! invariants afterwards and exits non-zero if one broke.
+//! worker, the bench client, Redis, the broker and MariaDB (and during
+//! the `/healthz` phase). Claim latencies are also printed by answer (202
+//! joined the line, 410 turned away) and for the door opening, the first
+//! C answers, when all C connections sent at once, against the rest. It
+//! checks the invariants afterwards and exits non-zero if one broke.
 //!
 //! Options (environment): BENCH_USERS (100000), BENCH_STOCK (10000),
 //! BENCH_CONCURRENCY (1000), BENCH_RATE (admissions per second, 20000),
@@ -269,7 +272,8 @@ impl Latencies {
 }
 
 /// Sends `count` requests made by `make` at `concurrency`; returns the
-/// rate (per second), the latencies and the statuses.
+/// rate (per second), the latencies and the statuses, both in the order
+/// the answers came.
 async fn hammer<F, Fut>(count: usize, concurrency: usize, make: F) -> (f64, Latencies, Vec<u16>)
 where
     F: Fn(usize) -> Fut,
@@ -691,6 +695,33 @@ async fn main() -> anyhow::Result<()> {
         / metric("coupon_claim_script_duration_seconds_sum ");
 
     let count = |s: u16| statuses.iter().filter(|x| **x == s).count();
+    // Latencies by answer: joining the line (202) does more than being
+    // turned away (410), and the two phases of the storm differ.
+    let by_answer = |s: u16| {
+        let mut l = Latencies(
+            claim_lat
+                .0
+                .iter()
+                .zip(&statuses)
+                .filter(|(_, x)| **x == s)
+                .map(|(l, _)| *l)
+                .collect(),
+        );
+        format!("{s}: p50 {:.2}, p99 {:.2}", l.pct(0.5), l.pct(0.99))
+    };
+    let claim_lat_by_answer = format!("{}; {}", by_answer(202), by_answer(410));
+    // The door opening: the first C answers (latencies are in the order
+    // the answers came) against the rest.
+    let opening = options.concurrency.min(claim_lat.0.len());
+    let mut first = Latencies(claim_lat.0[..opening].to_vec());
+    let mut rest = Latencies(claim_lat.0[opening..].to_vec());
+    let claim_lat_opening = format!(
+        "first {opening} answers (all C sent at once): p50 {:.2}, max {:.2}; the rest: p50 {:.2}, p99 {:.2}",
+        first.pct(0.5),
+        first.pct(1.0),
+        rest.pct(0.5),
+        rest.pct(0.99)
+    );
     let sold_out_at_door = count(410);
     let errors = statuses.len() - count(202) - sold_out_at_door - count(200);
 
@@ -742,8 +773,12 @@ async fn main() -> anyhow::Result<()> {
     }
 
     // This machine's limits, with the same client and concurrency.
+    println!(
+        "storm over ({claims_done:.2?}); measuring this machine's limits: /healthz, the claim script, MySQL inserts, the broker"
+    );
     let healthz_count = options.users.min(100_000);
     let gateway_cpu_before = gateway.lock().expect("lock").cpu_time();
+    let healthz_cpu_before = cpu_use.read();
     let (healthz_rate, mut healthz_lat, _) = hammer(healthz_count, options.concurrency, |_| {
         get_status(http.clone(), format!("{base}/healthz"))
     })
@@ -754,6 +789,9 @@ async fn main() -> anyhow::Result<()> {
         .cpu_time()
         .saturating_sub(gateway_cpu_before)
         / healthz_count as u32;
+    let healthz_cpu = cpu_use.describe(&healthz_cpu_before, &cpu_use.read());
+    let healthz_opening_max =
+        Latencies(healthz_lat.0[..options.concurrency.min(healthz_lat.0.len())].to_vec()).pct(1.0);
     let script_rate = raw_claim_script_rate(config).await?;
     let insert_rate = raw_insert_rate(&db).await?;
     let produce_rate = raw_produce_rate(config).await?;
@@ -780,10 +818,13 @@ async fn main() -> anyhow::Result<()> {
         claim_lat.pct(0.99),
         claim_lat.pct(1.0)
     );
+    println!("claim latency ms by answer: {claim_lat_by_answer}");
+    println!("claim latency ms, {claim_lat_opening}");
     println!(
-        "/healthz latency ms: p50 {:.2}, p99 {:.2}",
+        "/healthz latency ms: p50 {:.2}, p99 {:.2}; first {} answers: max {healthz_opening_max:.2}",
         healthz_lat.pct(0.5),
-        healthz_lat.pct(0.99)
+        healthz_lat.pct(0.99),
+        options.concurrency.min(healthz_count)
     );
     println!(
         "gateway CPU per request (all threads): claim {:.1} µs, /healthz {:.1} µs",
@@ -794,6 +835,7 @@ async fn main() -> anyhow::Result<()> {
         "CPU while the claims were answered ({claims_done:.2?} on {} cores): {storm_cpu}",
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );
+    println!("CPU while /healthz was answered: {healthz_cpu}");
     println!("peak RSS: gateway {gateway_rss:.1} MB, worker {worker_rss:.1} MB; Redis {redis_per_user:.0} bytes per waiting user");
     println!();
     println!("| figure                                 | ours                |        limit |  ratio | target |");
