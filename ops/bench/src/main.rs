@@ -1036,10 +1036,20 @@ async fn redis_bytes_per_waiting_user(config: &Config, n: u64) -> anyhow::Result
     // with SAMPLES 0), so nothing else going on in Redis counts.
     let pattern = format!("{}*", scratch.redis_key_prefix);
     let mut footprint = async || -> anyhow::Result<f64> {
-        let keys: Vec<String> = redis::cmd("KEYS")
-            .arg(&pattern)
-            .query_async(&mut conn)
-            .await?;
+        // SCAN, not KEYS: KEYS held Redis for 25 ms per call.
+        let mut keys = Vec::new();
+        let mut cursor = 0u64;
+        loop {
+            let (next, page) = RedisStore::scan_page(&mut conn, &pattern, cursor, 5000).await?;
+            keys.extend(page);
+            if next == 0 {
+                break;
+            }
+            cursor = next;
+        }
+        // SCAN may name a key twice.
+        keys.sort_unstable();
+        keys.dedup();
         let mut bytes = 0.0;
         for key in keys {
             let size: Option<u64> = redis::cmd("MEMORY")
