@@ -62,8 +62,15 @@ impl Enqueuer {
             reply,
         };
         if let Err(mpsc::error::SendError(job)) = jobs.send(job) {
-            // The task is gone (its runtime shut down): a call of its own.
-            return scripts::enqueue_one(redis, coupon, job.claimant, daily_limit).await;
+            // The task is gone (its runtime shut down): a call of its own,
+            // boxed so that every claim's future does not carry its space.
+            return Box::pin(scripts::enqueue_one(
+                redis,
+                coupon,
+                job.claimant,
+                daily_limit,
+            ))
+            .await;
         }
         answer.await.unwrap_or_else(|_| {
             Err(redis::RedisError::from((

@@ -137,12 +137,12 @@ async fn enqueue(state: &AppState, user: AuthUser, coupon: CouponId) -> Result<E
     };
     match run().await? {
         Enqueued::NoCoupon => {
-            // Off the hot path, and boxed so that its MySQL future does not
-            // make every claim's future (copied at each boxed middleware
-            // layer) larger.
+            // Off the hot path, and boxed (the retry too) so that neither
+            // makes every claim's future, copied at each boxed middleware
+            // layer, larger.
             match Box::pin(warm_up(state, coupon, now)).await? {
                 Some(answer) => Ok(answer),
-                None => Ok(run().await?),
+                None => Ok(Box::pin(run()).await?),
             }
         }
         other => Ok(other),
