@@ -93,8 +93,9 @@ pub async fn claim(
     };
     metrics::counter!(names::CLAIMS, "result" => label).increment(1);
 
-    let ticket_id = state.tickets.encode(coupon, user.id);
-    let ticket = |view: View| view.into_ticket(ticket_id.clone(), coupon, None);
+    // Signed only for an answer that carries it: most claims in a storm
+    // are turned away at the door.
+    let ticket = |view: View| view.into_ticket(state.tickets.encode(coupon, user.id), coupon, None);
     match result? {
         Enqueued::Waiting { rank, rate, .. } => {
             Ok(ClaimResponse::Accepted(Json(ticket(View::Waiting {

@@ -29,8 +29,13 @@
 //! broker, mysql: frozen for 10 s). A fault run also runs the scheduler,
 //! skips the limit measurements, and prints the time to converge.
 //! BENCH_CHILD_LOG sets the children's RUST_LOG (warn); their logs go to
-//! the temp directory as bench-<name>.log.
+//! the temp directory as bench-<name>.log. BENCH_PROFILE=<folder> records
+//! the gateway with `perf record` during the claims and during the
+//! `/healthz` phase, into `<folder>/claims.perf.data` and
+//! `<folder>/healthz.perf.data` (`ops/bench/profile` turns them into
+//! flame graphs).
 
+use std::os::unix::process::ExitStatusExt;
 use std::process::{Child, Command};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -83,6 +88,7 @@ impl Fault {
 
 struct Options {
     fault: Option<Fault>,
+    profile: Option<std::path::PathBuf>,
     users: usize,
     stock: usize,
     concurrency: usize,
@@ -141,6 +147,49 @@ impl Process {
             .filter_map(|stat| stat.split_whitespace().next()?.parse::<u64>().ok())
             .sum();
         Duration::from_nanos(nanos)
+    }
+}
+
+/// `perf record` on one process for one phase of the run (BENCH_PROFILE);
+/// [`Recording::finish`] stops it and waits until its file is written.
+struct Recording {
+    perf: Child,
+    file: std::path::PathBuf,
+}
+
+impl Recording {
+    fn start(folder: &std::path::Path, phase: &str, pid: u32) -> anyhow::Result<Self> {
+        std::fs::create_dir_all(folder)
+            .with_context(|| format!("BENCH_PROFILE: creating {}", folder.display()))?;
+        let file = folder.join(format!("{phase}.perf.data"));
+        let perf = Command::new("perf")
+            .args(["record", "-F", "999", "--call-graph", "dwarf,16384", "-p"])
+            .arg(pid.to_string())
+            .arg("-o")
+            .arg(&file)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .context("BENCH_PROFILE: starting perf (apt-get install linux-perf)")?;
+        Ok(Self { perf, file })
+    }
+
+    fn finish(mut self) -> anyhow::Result<()> {
+        Command::new("kill")
+            .args(["-INT", &self.perf.id().to_string()])
+            .status()?;
+        let status = self.perf.wait()?;
+        // perf record ends on the SIGINT it was sent by raising it again.
+        let stopped = status.success() || status.signal() == Some(2);
+        let written = std::fs::metadata(&self.file).is_ok_and(|m| m.len() > 0);
+        if !stopped || !written {
+            bail!(
+                "perf record for {} ended with {status}",
+                self.file.display()
+            );
+        }
+        println!("profile: {}", self.file.display());
+        Ok(())
     }
 }
 
@@ -333,6 +382,9 @@ fn row(name: &str, ours: f64, unit: &str, limit: f64, target: Option<(f64, bool)
 async fn main() -> anyhow::Result<()> {
     let options = Options {
         fault: Fault::parse(&std::env::var("BENCH_FAULT").unwrap_or_default())?,
+        profile: std::env::var_os("BENCH_PROFILE")
+            .filter(|v| !v.is_empty())
+            .map(Into::into),
         users: env_number("BENCH_USERS", 100_000)?,
         stock: env_number("BENCH_STOCK", 10_000)?,
         concurrency: env_number("BENCH_CONCURRENCY", 1000)?,
@@ -550,6 +602,16 @@ async fn main() -> anyhow::Result<()> {
             *fault_done.lock().expect("lock") = Some(storm.elapsed());
         });
     }
+    let recording = |phase: &str| -> anyhow::Result<Option<Recording>> {
+        match (&options.profile, options.fault) {
+            (Some(folder), None) => {
+                let pid = gateway.lock().expect("lock").child.id();
+                Recording::start(folder, phase, pid).map(Some)
+            }
+            _ => Ok(None),
+        }
+    };
+    let claims_recording = recording("claims")?;
     let next = AtomicUsize::new(0);
     let tickets: Arc<std::sync::Mutex<Vec<(usize, String)>>> = Arc::default();
     let (claim_rate, mut claim_lat, statuses) = hammer(options.users, options.concurrency, |_| {
@@ -604,6 +666,7 @@ async fn main() -> anyhow::Result<()> {
         .cpu_time()
         .saturating_sub(gateway_cpu_before)
         / options.users as u32;
+    claims_recording.map(Recording::finish).transpose()?;
 
     // Poll every waiting ticket to its end, as the API asks.
     let mut pending = std::mem::take(&mut *tickets.lock().expect("lock"));
@@ -779,6 +842,7 @@ async fn main() -> anyhow::Result<()> {
     let healthz_count = options.users.min(100_000);
     let gateway_cpu_before = gateway.lock().expect("lock").cpu_time();
     let healthz_cpu_before = cpu_use.read();
+    let healthz_recording = recording("healthz")?;
     let (healthz_rate, mut healthz_lat, _) = hammer(healthz_count, options.concurrency, |_| {
         get_status(http.clone(), format!("{base}/healthz"))
     })
@@ -790,6 +854,7 @@ async fn main() -> anyhow::Result<()> {
         .saturating_sub(gateway_cpu_before)
         / healthz_count as u32;
     let healthz_cpu = cpu_use.describe(&healthz_cpu_before, &cpu_use.read());
+    healthz_recording.map(Recording::finish).transpose()?;
     let healthz_opening_max =
         Latencies(healthz_lat.0[..options.concurrency.min(healthz_lat.0.len())].to_vec()).pct(1.0);
     let script_rate = raw_claim_script_rate(config).await?;
