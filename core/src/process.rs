@@ -45,8 +45,9 @@ where
 /// of it. In the first 170 ms of a claim storm that zeroing (`clear_page_erms`)
 /// was 84% of the gateway's CPU samples: the memory grows fast at the door
 /// opening, and every new huge page costs about 100 µs of one core while
-/// requests wait. With 4 KiB pages the door opening's p50 fell from 85 to
-/// 70 ms and the worker's RSS halved (README, performance). The allocator is
+/// requests wait. With 4 KiB pages the first 1,000 answers' p50 fell from
+/// 82-107 ms to 36-43 ms and the worker's RSS halved (README, performance,
+/// three bench runs against three). The allocator is
 /// built with mimalloc's `no_thp` feature so it never asks for huge pages;
 /// this also covers hosts whose THP setting is `always`.
 #[cfg(target_os = "linux")]
