@@ -34,6 +34,8 @@
 --   {"DAILY_LIMIT", ""}
 
 local limit = tonumber(ARGV[1])
+-- One reply table shared by every sold-out claimant of the call.
+local SOLD_OUT = {'SOLD_OUT', ''}
 local claimants = #KEYS - 7
 
 -- The enqueue itself never changes the coupon's meta or stock: read once.
@@ -50,6 +52,10 @@ end
 local valid_from = tonumber(meta[1])
 local valid_to = tonumber(meta[2])
 local stock = tonumber(redis.call('GET', KEYS[2]) or '0')
+-- Whether anyone is in line or admitted, asked once per call and only once
+-- the coupon is sold out: the line is then drained within a tick, so most
+-- sold-out claimants need no per-user lookup in it.
+local line_empty = nil
 
 local function enqueue(user, now, daily)
   local result = redis.call('HGET', KEYS[5], user)
@@ -61,10 +67,14 @@ local function enqueue(user, now, daily)
   -- already reads SOLD_OUT on their ticket: a repeated claim returns that.
   if meta[4] then
     if result then return {'FINAL', result} end
-    if redis.call('ZSCORE', KEYS[3], user) or redis.call('ZSCORE', KEYS[4], user) then
+    if line_empty == nil then
+      line_empty = redis.call('ZCARD', KEYS[3]) == 0 and redis.call('ZCARD', KEYS[4]) == 0
+    end
+    if not line_empty
+        and (redis.call('ZSCORE', KEYS[3], user) or redis.call('ZSCORE', KEYS[4], user)) then
       return {'FINAL', 'R:SOLD_OUT'}
     end
-    return {'SOLD_OUT', ''}
+    return SOLD_OUT
   end
   if redis.call('SISMEMBER', KEYS[6], user) == 1 then
     return {'ALREADY_ISSUED', ''}
@@ -87,7 +97,7 @@ local function enqueue(user, now, daily)
 
   if stock <= 0 then
     if result then return {'FINAL', result} end
-    return {'SOLD_OUT', ''}
+    return SOLD_OUT
   end
 
   local used = tonumber(redis.call('GET', daily) or '0')

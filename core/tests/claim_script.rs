@@ -257,6 +257,45 @@ async fn enqueue_keeps_the_first_place_and_answers_fast_rejections() {
 }
 
 #[tokio::test]
+async fn sold_out_call_tells_those_still_in_line_from_newcomers() {
+    let f = Fixture::new("1");
+    redis_coupon(&f.redis, 1, 1, 100).await;
+    for user in [1, 2, 3] {
+        assert!(matches!(
+            enqueue(&f, 1, user).await,
+            Enqueued::Waiting { joined: true, .. }
+        ));
+    }
+    let now = Utc::now().timestamp_millis();
+    let admitted = scripts::admit(&f.redis, CouponId(1), now + 1000, 1, 1)
+        .await
+        .unwrap();
+    assert_eq!(admitted, vec![UserId(1)]);
+    assert_eq!(f.claim_on(1, &[1], &f.today()).await, vec![(1, Issued)]);
+
+    // Sold out, and users 2 and 3 are still in line (not drained yet): in
+    // one call, each of them reads the final SOLD_OUT on their ticket and
+    // each newcomer is turned away at the door.
+    let day = f.today().label;
+    let claimant = |user: u64| Claimant::new(f.redis.keys(), UserId(user), &day, now);
+    let batch = [
+        claimant(4),
+        claimant(2),
+        claimant(5),
+        claimant(3),
+        claimant(1),
+    ];
+    let answers = scripts::enqueue_many(&f.redis, CouponId(1), &batch, f.limit)
+        .await
+        .unwrap();
+    assert_eq!(answers[0], Enqueued::SoldOut);
+    assert_eq!(answers[1], Enqueued::Final("R:SOLD_OUT".into()));
+    assert_eq!(answers[2], Enqueued::SoldOut);
+    assert_eq!(answers[3], Enqueued::Final("R:SOLD_OUT".into()));
+    assert!(matches!(&answers[4], Enqueued::Final(r) if r.starts_with("I:")));
+}
+
+#[tokio::test]
 async fn one_enqueue_call_answers_each_claimant_in_order() {
     let f = Fixture::new("1");
     redis_coupon(&f.redis, 1, 5, 100).await;
