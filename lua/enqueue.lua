@@ -67,6 +67,11 @@ local function enqueue(user, now, daily)
   -- already reads SOLD_OUT on their ticket: a repeated claim returns that.
   if meta[4] then
     if result then return {'FINAL', result} end
+    -- A holder without a ticket result (warmed from MySQL after Redis
+    -- lost the coupon) is told so, not that it is gone.
+    if redis.call('SISMEMBER', KEYS[6], user) == 1 then
+      return {'ALREADY_ISSUED', ''}
+    end
     if line_empty == nil then
       line_empty = redis.call('ZCARD', KEYS[3]) == 0 and redis.call('ZCARD', KEYS[4]) == 0
     end

@@ -3,8 +3,9 @@
 //! - [`config`]: the typed configuration, read once at start.
 //! - [`domain`]: ids, emails, roles, coupon status: parsed once, then trusted.
 //! - [`users`] and [`coupons`]: the MySQL tables.
-//! - [`scripts`]: the Lua scripts of `lua/` (enqueue, admit, claim) and
-//!   every coupon key name; [`daily`]: the day of the daily limit.
+//! - [`scripts`]: the Lua scripts of `lua/` (enqueue, admit, claim, expire,
+//!   sold out) and every coupon key name; [`daily`]: the day of the daily
+//!   limit.
 //! - [`events`]: the versioned Kafka event the relay writes and the
 //!   persister reads.
 //! - [`stock`]: a coupon's live state in Redis (stock, metadata, queue,

@@ -14,6 +14,9 @@ pub const HTTP_REQUEST_DURATION: &str = "http_request_duration_seconds";
 /// Claims answered by the gateway, by result (`queued`, `waiting`,
 /// `sold_out`, ...).
 pub const CLAIMS: &str = "coupon_claims_total";
+/// Of those, the `sold_out` ones the gateway answered without asking Redis
+/// (the coupon sold out with nobody left in line).
+pub const CLAIMS_SOLD_OUT_IN_GATEWAY: &str = "coupon_claims_sold_out_in_gateway_total";
 /// Ticket reads, by status.
 pub const TICKET_POLLS: &str = "coupon_ticket_polls_total";
 /// Users admitted from a waiting line, by coupon.
@@ -61,6 +64,7 @@ pub const ALL: &[&str] = &[
     HTTP_REQUESTS,
     HTTP_REQUEST_DURATION,
     CLAIMS,
+    CLAIMS_SOLD_OUT_IN_GATEWAY,
     TICKET_POLLS,
     ADMISSIONS,
     CLAIM_OUTCOMES,

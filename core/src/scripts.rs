@@ -24,6 +24,8 @@ static ADMIT: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("../.
 static EXPIRE: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("../../lua/expire.lua")));
 static CLAIM: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("../../lua/claim.lua")));
+static SOLD_OUT: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("../../lua/sold_out.lua")));
 
 /// Names of one coupon's keys.
 #[derive(Clone, Debug)]
@@ -317,4 +319,41 @@ pub async fn expire(
         .arg(chunk)
         .invoke_async(&mut conn)
         .await
+}
+
+/// What `sold_out.lua` found: a sold-out coupon with nobody left in line,
+/// and every user it holds a ticket result for or counts as a holder.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SoldOutUsers {
+    pub valid_to_ms: i64,
+    /// Sorted, for `binary_search`.
+    pub users: Vec<u64>,
+}
+
+/// Runs `sold_out.lua`: `Some` once `coupon` is sold out with nobody
+/// waiting or admitted and at most `max_users` ticket results and holders;
+/// `None` otherwise (not yet, or too many to be worth keeping).
+pub async fn sold_out_users(
+    redis: &RedisStore,
+    coupon: CouponId,
+    max_users: u32,
+) -> redis::RedisResult<Option<SoldOutUsers>> {
+    let k = CouponKeys::new(redis.keys(), coupon);
+    let mut conn = redis.conn().await?;
+    let reply: Vec<i64> = SOLD_OUT
+        .key(&k.meta)
+        .key(&k.queue)
+        .key(&k.admitted)
+        .key(&k.results)
+        .key(&k.issued)
+        .arg(max_users)
+        .invoke_async(&mut conn)
+        .await?;
+    let Some((&valid_to_ms, users)) = reply.split_first() else {
+        return Ok(None);
+    };
+    let mut users: Vec<u64> = users.iter().map(|&u| u as u64).collect();
+    users.sort_unstable();
+    users.dedup();
+    Ok(Some(SoldOutUsers { valid_to_ms, users }))
 }

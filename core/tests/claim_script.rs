@@ -296,6 +296,21 @@ async fn sold_out_call_tells_those_still_in_line_from_newcomers() {
 }
 
 #[tokio::test]
+async fn a_holder_without_a_result_hears_already_issued_when_sold_out() {
+    let f = Fixture::new("1");
+    redis_coupon(&f.redis, 1, 1, 100).await;
+    // As after Redis lost the coupon and activation warmed it from MySQL:
+    // user 7 holds it, without a ticket result, and nothing is left.
+    let keys = CouponKeys::new(f.redis.keys(), CouponId(1));
+    let mut conn = f.redis.conn().await.unwrap();
+    let _: () = conn.sadd(&keys.issued, 7).await.unwrap();
+    let _: () = conn.set(&keys.stock, 0).await.unwrap();
+    let _: () = conn.hset(&keys.meta, "sold_out", "1").await.unwrap();
+    assert_eq!(enqueue(&f, 1, 7).await, Enqueued::AlreadyIssued);
+    assert_eq!(enqueue(&f, 1, 8).await, Enqueued::SoldOut);
+}
+
+#[tokio::test]
 async fn one_enqueue_call_answers_each_claimant_in_order() {
     let f = Fixture::new("1");
     redis_coupon(&f.redis, 1, 5, 100).await;

@@ -2,15 +2,17 @@
 //! `enqueue.lua` calls, and each still gets its own exact answer.
 
 use std::collections::HashMap;
+use std::time::Duration;
 
 use chrono::Utc;
 use coupon_core::daily::day_of;
 use coupon_core::domain::{CouponId, UserId};
-use coupon_core::scripts::{Claimant, Enqueued};
-use coupon_core::testing::{redis_coupon, TestEnv};
+use coupon_core::scripts::{self, Claimant, CouponKeys, Enqueued, SoldOutUsers};
+use coupon_core::testing::{eventually, redis_coupon, TestEnv};
 use coupon_core::RedisStore;
 use futures::future::join_all;
 use gateway::claim::batch::Enqueuer;
+use redis::AsyncCommands;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_burst_over_two_coupons_gives_every_user_one_place() {
@@ -61,4 +63,142 @@ async fn a_burst_over_two_coupons_gives_every_user_one_place() {
         ranks.sort_unstable();
         assert_eq!(ranks, (0..USERS).collect::<Vec<_>>(), "coupon {coupon}");
     }
+}
+
+/// Once a coupon is sold out with nobody left in line, the gateway answers
+/// claims by users without a ticket result itself, exactly as Redis would;
+/// users with a result still get it from Redis.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sold_out_coupon_with_an_empty_line_is_answered_in_the_gateway() {
+    let env = TestEnv::unmigrated(&[]);
+    let redis = RedisStore::new(&env.config).unwrap();
+    let limit = env.config.daily_limit;
+    let coupon = redis_coupon(&redis, 1, 1, 100).await;
+    let id = coupon.id;
+    let enqueuer = Enqueuer::default();
+    let day = day_of(Utc::now(), env.config.daily_limit_tz);
+    let now = Utc::now().timestamp_millis();
+    let claim = |user: u64| {
+        let claimant = Claimant::new(redis.keys(), UserId(user), &day.label, now);
+        enqueuer.enqueue(&redis, id, claimant, limit)
+    };
+    let direct = |user: u64| {
+        let claimant = Claimant::new(redis.keys(), UserId(user), &day.label, now);
+        let redis = &redis;
+        async move {
+            scripts::enqueue_many(redis, id, &[claimant], limit)
+                .await
+                .unwrap()
+                .remove(0)
+        }
+    };
+
+    // Users 1 to 3 in line; user 1 gets the only coupon.
+    for user in [1, 2, 3] {
+        assert!(matches!(
+            claim(user).await.unwrap(),
+            Enqueued::Waiting { joined: true, .. }
+        ));
+    }
+    let admitted = scripts::admit(&redis, id, now + 1000, 1, 1).await.unwrap();
+    assert_eq!(admitted, vec![UserId(1)]);
+    scripts::claim(&redis, id, &admitted, &day, limit, now)
+        .await
+        .unwrap();
+
+    // Sold out, users 2 and 3 still in line: a newcomer hears SOLD_OUT from
+    // Redis, but nothing is answered here while anyone is in line, however
+    // often it looks.
+    for newcomer in 100..110 {
+        assert_eq!(claim(newcomer).await.unwrap(), Enqueued::SoldOut);
+        assert!(!enqueuer.turns_away(id, UserId(newcomer), now));
+    }
+    assert_eq!(
+        claim(2).await.unwrap(),
+        Enqueued::Final("R:SOLD_OUT".into())
+    );
+
+    // The line drained: the gateway answers newcomers from the next look on.
+    let drained = scripts::admit(&redis, id, now + 2000, 1, 100)
+        .await
+        .unwrap();
+    assert_eq!(drained, vec![UserId(2), UserId(3)]);
+    scripts::claim(&redis, id, &drained, &day, limit, now)
+        .await
+        .unwrap();
+    let mut newcomer = 200;
+    eventually(
+        "the gateway to answer the sold-out coupon",
+        Duration::from_secs(10),
+        || {
+            newcomer += 1;
+            let user = newcomer;
+            let claim = &claim;
+            let enqueuer = &enqueuer;
+            async move {
+                assert_eq!(claim(user).await.unwrap(), Enqueued::SoldOut);
+                enqueuer.turns_away(id, UserId(user + 1), now).then_some(())
+            }
+        },
+    )
+    .await;
+
+    // Newcomers are turned away here; users with a result are not, and
+    // their answers, like everyone's, are Redis's own.
+    for user in [1, 2, 3] {
+        assert!(!enqueuer.turns_away(id, UserId(user), now), "user {user}");
+    }
+    for user in [1, 2, 3, 4, 5, 100] {
+        assert_eq!(
+            claim(user).await.unwrap(),
+            direct(user).await,
+            "user {user}"
+        );
+    }
+    assert!(matches!(claim(1).await.unwrap(), Enqueued::Final(r) if r.starts_with("I:")));
+    assert_eq!(
+        claim(3).await.unwrap(),
+        Enqueued::Final("R:SOLD_OUT".into())
+    );
+    assert!(enqueuer.turns_away(id, UserId(4), now));
+    // Once the coupon's window ends, Redis answers again.
+    let valid_to = coupon.valid_to.timestamp_millis();
+    assert!(enqueuer.turns_away(id, UserId(4), valid_to - 1));
+    assert!(!enqueuer.turns_away(id, UserId(4), valid_to));
+}
+
+/// The set the gateway keeps: users with a result and holders, only once
+/// nobody is in line, and only when it is small enough to keep.
+#[tokio::test]
+async fn the_sold_out_set_names_results_and_holders_and_only_when_complete() {
+    let env = TestEnv::unmigrated(&[]);
+    let redis = RedisStore::new(&env.config).unwrap();
+    let coupon = redis_coupon(&redis, 1, 1, 100).await;
+    let keys = CouponKeys::new(redis.keys(), coupon.id);
+    let mut conn = redis.conn().await.unwrap();
+    let _: () = conn.hset(&keys.meta, "sold_out", "1").await.unwrap();
+    let _: () = conn.set(&keys.stock, 0).await.unwrap();
+    let results: Vec<(u64, &str)> = vec![(1, "I:1"), (2, "R:SOLD_OUT"), (3, "R:SOLD_OUT")];
+    let _: () = conn.hset_multiple(&keys.results, &results).await.unwrap();
+    // Holders: user 1 with a result, user 4 without one (warmed from MySQL).
+    let _: () = conn.sadd(&keys.issued, &[1, 4]).await.unwrap();
+
+    let found = scripts::sold_out_users(&redis, coupon.id, 5).await.unwrap();
+    assert_eq!(
+        found,
+        Some(SoldOutUsers {
+            valid_to_ms: coupon.valid_to.timestamp_millis(),
+            users: vec![1, 2, 3, 4]
+        })
+    );
+    assert_eq!(
+        scripts::sold_out_users(&redis, coupon.id, 4).await.unwrap(),
+        None
+    );
+    // Someone still in line: not yet.
+    let _: () = conn.zadd(&keys.queue, 9, 1).await.unwrap();
+    assert_eq!(
+        scripts::sold_out_users(&redis, coupon.id, 5).await.unwrap(),
+        None
+    );
 }

@@ -16,12 +16,14 @@
 
 use std::sync::{Arc, OnceLock};
 
-use coupon_core::domain::CouponId;
+use coupon_core::domain::{CouponId, UserId};
 use coupon_core::metrics as names;
 use coupon_core::scripts::{self, Claimant, Enqueued};
 use coupon_core::RedisStore;
 use futures::future::join_all;
 use tokio::sync::{mpsc, oneshot};
+
+use super::sold_out::SoldOut;
 
 /// At most this many claims per pass (a few hundred microseconds of Redis
 /// time, so other clients of Redis are not held up for long).
@@ -38,9 +40,20 @@ struct Job {
 #[derive(Clone, Default)]
 pub struct Enqueuer {
     jobs: Arc<OnceLock<mpsc::UnboundedSender<Job>>>,
+    sold_out: Arc<SoldOut>,
 }
 
 impl Enqueuer {
+    /// Whether `user`'s claim on `coupon` at `now_ms` is `SOLD_OUT` without
+    /// asking Redis ([`super::sold_out`]); counted when it is.
+    pub fn turns_away(&self, coupon: CouponId, user: UserId, now_ms: i64) -> bool {
+        let away = self.sold_out.turns_away(coupon, user, now_ms);
+        if away {
+            metrics::counter!(names::CLAIMS_SOLD_OUT_IN_GATEWAY).increment(1);
+        }
+        away
+    }
+
     /// `enqueue.lua` for one claim, sharing the call with the claims around it.
     pub async fn enqueue(
         &self,
@@ -51,7 +64,7 @@ impl Enqueuer {
     ) -> redis::RedisResult<Enqueued> {
         let jobs = self.jobs.get_or_init(|| {
             let (sender, receiver) = mpsc::unbounded_channel();
-            tokio::spawn(run(redis.clone(), receiver));
+            tokio::spawn(run(redis.clone(), self.sold_out.clone(), receiver));
             sender
         });
         let (reply, answer) = oneshot::channel();
@@ -81,11 +94,15 @@ impl Enqueuer {
     }
 }
 
-async fn run(redis: RedisStore, mut receiver: mpsc::UnboundedReceiver<Job>) {
+async fn run(
+    redis: RedisStore,
+    sold_out: Arc<SoldOut>,
+    mut receiver: mpsc::UnboundedReceiver<Job>,
+) {
     let mut jobs = Vec::with_capacity(MAX_BATCH);
     while receiver.recv_many(&mut jobs, MAX_BATCH).await > 0 {
         metrics::histogram!(names::ENQUEUE_BATCH_SIZE).record(jobs.len() as f64);
-        join_all(by_coupon(&mut jobs).map(|group| call(&redis, group))).await;
+        join_all(by_coupon(&mut jobs).map(|group| call(&redis, &sold_out, group))).await;
     }
 }
 
@@ -104,13 +121,16 @@ fn by_coupon(jobs: &mut Vec<Job>) -> impl Iterator<Item = Vec<Job>> {
 }
 
 /// One script call for one coupon's jobs; every job gets its answer, or
-/// the call's error.
-async fn call(redis: &RedisStore, group: Vec<Job>) {
+/// the call's error. A `SOLD_OUT` among the answers tells `sold_out`.
+async fn call(redis: &RedisStore, sold_out: &Arc<SoldOut>, group: Vec<Job>) {
     let (coupon, daily_limit) = (group[0].coupon, group[0].daily_limit);
     let (claimants, replies): (Vec<Claimant>, Vec<_>) =
         group.into_iter().map(|j| (j.claimant, j.reply)).unzip();
     match scripts::enqueue_many(redis, coupon, &claimants, daily_limit).await {
         Ok(answers) => {
+            if answers.contains(&Enqueued::SoldOut) {
+                sold_out.heard(redis, coupon);
+            }
             for (reply, answer) in replies.into_iter().zip(answers) {
                 // A claimant that went away (client disconnected) is still
                 // in line, as after any claim; nobody to tell.

@@ -6,9 +6,12 @@
 //! the same ticket and the same place. MySQL is read only when Redis does
 //! not know the coupon at all (never warmed, or Redis lost it), to tell a
 //! 404 from a coupon that needs warming up. Claims arriving together share
-//! one script call ([`batch`]).
+//! one script call ([`batch`]). Once a coupon is sold out with nobody left
+//! in line, claims by users without a ticket result are answered 410 in
+//! the gateway, without Redis ([`sold_out`]).
 
 pub mod batch;
+pub mod sold_out;
 
 use chrono::{DateTime, Utc};
 use coupon_core::domain::CouponId;
@@ -124,6 +127,12 @@ pub async fn claim(
 async fn enqueue(state: &AppState, user: AuthUser, coupon: CouponId) -> Result<Enqueued, ApiError> {
     let config = &state.config;
     let now = Utc::now();
+    if state
+        .enqueuer
+        .turns_away(coupon, user.id, now.timestamp_millis())
+    {
+        return Ok(Enqueued::SoldOut);
+    }
     let day = daily::day_of(now, config.daily_limit_tz);
     let run = || {
         let claimant = Claimant::new(

@@ -18,9 +18,11 @@
 //! machine's CPU time during the claims split between the gateway, the
 //! worker, the bench client, Redis, the broker and MariaDB (and during
 //! the `/healthz` phase). Claim latencies are also printed by answer (202
-//! joined the line, 410 turned away) and for the door opening, the first
-//! C answers, when all C connections sent at once, against the rest. It
-//! checks the invariants afterwards and exits non-zero if one broke.
+//! joined the line, 410 turned away), for the door opening, the first
+//! C answers, when all C connections sent at once, against the rest, and
+//! on sale (up to the last 202) against after, with how many 410s the
+//! gateway answered without Redis. It checks the invariants afterwards and
+//! exits non-zero if one broke.
 //!
 //! Options (environment): BENCH_USERS (100000), BENCH_STOCK (10000),
 //! BENCH_CONCURRENCY (1000), BENCH_RATE (admissions per second, 20000),
@@ -785,6 +787,36 @@ async fn main() -> anyhow::Result<()> {
         rest.pct(0.5),
         rest.pct(0.99)
     );
+    // On sale and after: up to the last 202 answer the claims join the
+    // line in Redis while the pipeline issues and persists; after it they
+    // are turned away, mostly by the gateway alone (`claim::sold_out`).
+    let on_sale = statuses
+        .iter()
+        .rposition(|s| *s == 202)
+        .map_or(0, |i| i + 1);
+    let mut sale = Latencies(claim_lat.0[..on_sale].to_vec());
+    let mut after = Latencies(claim_lat.0[on_sale..].to_vec());
+    let claim_lat_phases = format!(
+        "on sale (up to the last 202, {on_sale} answers): p50 {:.2}, p99 {:.2}; after ({}): p50 {:.2}, p99 {:.2}",
+        sale.pct(0.5),
+        sale.pct(0.99),
+        after.0.len(),
+        after.pct(0.5),
+        after.pct(0.99)
+    );
+    let gateway_metrics = http
+        .get(format!("{base}/metrics"))
+        .send()
+        .await?
+        .text()
+        .await?;
+    let sold_out_in_gateway = gateway_metrics
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("coupon_claims_sold_out_in_gateway_total ")
+                .and_then(|v| v.trim().parse::<f64>().ok())
+        })
+        .unwrap_or(0.0);
     let sold_out_at_door = count(410);
     let errors = statuses.len() - count(202) - sold_out_at_door - count(200);
 
@@ -885,6 +917,7 @@ async fn main() -> anyhow::Result<()> {
     );
     println!("claim latency ms by answer: {claim_lat_by_answer}");
     println!("claim latency ms, {claim_lat_opening}");
+    println!("claim latency ms, {claim_lat_phases}; 410s answered by the gateway without Redis: {sold_out_in_gateway}");
     println!(
         "/healthz latency ms: p50 {:.2}, p99 {:.2}; first {} answers: max {healthz_opening_max:.2}",
         healthz_lat.pct(0.5),
