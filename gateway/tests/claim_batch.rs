@@ -201,4 +201,21 @@ async fn the_sold_out_set_names_results_and_holders_and_only_when_complete() {
         scripts::sold_out_users(&redis, coupon.id, 5).await.unwrap(),
         None
     );
+
+    // A larger coupon is read whole, over many pages.
+    let large = redis_coupon(&redis, 2, 1, 100).await;
+    let keys = CouponKeys::new(redis.keys(), large.id);
+    let _: () = conn.hset(&keys.meta, "sold_out", "1").await.unwrap();
+    let results: Vec<(u64, &str)> = (1..=2500).map(|u| (u * 2, "R:SOLD_OUT")).collect();
+    let _: () = conn.hset_multiple(&keys.results, &results).await.unwrap();
+    let holders: Vec<u64> = (1..=1200).map(|u| u * 3).collect();
+    let _: () = conn.sadd(&keys.issued, &holders).await.unwrap();
+    let found = scripts::sold_out_users(&redis, large.id, 5000)
+        .await
+        .unwrap()
+        .unwrap();
+    let mut wanted: Vec<u64> = results.iter().map(|(u, _)| *u).chain(holders).collect();
+    wanted.sort_unstable();
+    wanted.dedup();
+    assert_eq!(found.users, wanted);
 }

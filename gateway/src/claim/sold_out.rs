@@ -8,13 +8,16 @@
 //! the set of users with a result cannot grow from then on). So when a
 //! batch hears `SOLD_OUT`, this asks Redis once, in the background, for
 //! that set; from then on a claim by anyone outside it is answered 410
-//! here. Anyone with a result still goes to Redis and gets their ticket.
+//! here. Anyone with a result, or holding the coupon, still goes to Redis
+//! and gets their answer.
 //!
 //! The answer is never earlier than Redis's (the set is taken only after
 //! Redis said sold out) and never differs from it; after `valid_to` every
 //! claim goes to Redis again, which answers for an ended coupon. Kept per
 //! gateway, at most [`MAX_USERS`] users per coupon and [`MAX_TOTAL`] in
-//! all (8 bytes each); a larger coupon is answered by Redis as before.
+//! all (8 bytes each); a larger coupon is answered by Redis as before. The
+//! set is read in pages of a thousand, each under a millisecond of Redis,
+//! so reading it never holds Redis up for long, however large the coupon.
 
 use std::collections::HashMap;
 use std::sync::{Arc, PoisonError, RwLock};
@@ -24,11 +27,11 @@ use coupon_core::domain::{CouponId, UserId};
 use coupon_core::scripts::{self, SoldOutUsers};
 use coupon_core::RedisStore;
 
-/// Most users with a result a coupon may have for its set to be kept
-/// (`HKEYS` of this many takes Redis about 30 ms, once per gateway).
-pub const MAX_USERS: u32 = 250_000;
-/// Most users kept over all coupons (8 bytes each).
-pub const MAX_TOTAL: usize = 2_000_000;
+/// Most users with a result, plus holders, a coupon may have for its set
+/// to be kept (8 MB).
+pub const MAX_USERS: u32 = 1_000_000;
+/// Most users kept over all coupons (32 MB).
+pub const MAX_TOTAL: usize = 4_000_000;
 /// How soon to look again when the line was not empty yet.
 const LOOK_AGAIN: Duration = Duration::from_millis(50);
 /// How soon to look again after an error, or when a set did not fit.
