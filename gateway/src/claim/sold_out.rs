@@ -3,12 +3,13 @@
 //! In a storm most claims come after the coupon is gone, and each used to
 //! cost an `enqueue.lua` call only to hear `SOLD_OUT`. Once a coupon is
 //! sold out and nobody is left in its line, Redis's answer to a claim is
-//! fixed: the user's stored ticket result if they have one, `SOLD_OUT`
-//! otherwise, until the coupon's window ends (`lua/sold_out.lua` says why
-//! the set of users with a result cannot grow from then on). So when a
-//! batch hears `SOLD_OUT`, this asks Redis once, in the background, for
-//! that set; from then on a claim by anyone outside it is answered 410
-//! here. Anyone with a result, or holding the coupon, still goes to Redis
+//! fixed: the user's stored ticket result if they have one,
+//! `ALREADY_ISSUED` if they hold the coupon without one, `SOLD_OUT` for
+//! everyone else, until the coupon's window ends (`lua/sold_out.lua` says
+//! why the users with a result or the coupon cannot change from then on).
+//! So when a batch hears `SOLD_OUT`, this asks Redis once, in the
+//! background, for those users; from then on a claim by anyone else is
+//! answered 410 here. Anyone with a result, or holding the coupon, still goes to Redis
 //! and gets their answer.
 //!
 //! The answer is never earlier than Redis's (the set is taken only after
