@@ -9,8 +9,8 @@
 //! why the users with a result or the coupon cannot change from then on).
 //! So when a batch hears `SOLD_OUT`, this asks Redis once, in the
 //! background, for those users; from then on a claim by anyone else is
-//! answered 410 here. Anyone with a result, or holding the coupon, still goes to Redis
-//! and gets their answer.
+//! answered 410 here. Anyone with a result, or holding the coupon, still
+//! goes to Redis and gets their answer.
 //!
 //! The answer is never earlier than Redis's (the set is taken only after
 //! Redis said sold out) and never differs from it; after `valid_to` every
@@ -70,7 +70,7 @@ impl SoldOut {
 
     /// Redis answered `SOLD_OUT` for `coupon`: unless known already or
     /// looked at a moment ago, asks it in the background for the users
-    /// with a result.
+    /// with a result or the coupon, as many as there is room for.
     pub fn heard(self: &Arc<Self>, redis: &RedisStore, coupon: CouponId) {
         let now = Instant::now();
         let due = |coupons: &HashMap<CouponId, State>| match coupons.get(&coupon) {
@@ -81,42 +81,36 @@ impl SoldOut {
         if !due(&self.coupons.read().unwrap_or_else(PoisonError::into_inner)) {
             return;
         }
-        {
+        let room = {
             let mut coupons = self.coupons.write().unwrap_or_else(PoisonError::into_inner);
             if !due(&coupons) {
                 return;
             }
             let look_at = now + LOOK_TIMEOUT;
             coupons.insert(coupon, State::Unknown { look_at });
-        }
+            forget_ended(&mut coupons, now);
+            MAX_TOTAL.saturating_sub(kept(&coupons))
+        };
+        // A coupon too large for the room left is told apart by the check
+        // alone, before any user is read.
+        let most = MAX_USERS.min(u32::try_from(room).unwrap_or(u32::MAX));
         let this = self.clone();
         let redis = redis.clone();
         tokio::spawn(async move {
-            let found = scripts::sold_out_users(&redis, coupon, MAX_USERS).await;
+            let found = scripts::sold_out_users(&redis, coupon, most).await;
             this.learned(coupon, found);
         });
     }
 
     fn learned(&self, coupon: CouponId, found: redis::RedisResult<Option<SoldOutUsers>>) {
         let now = Instant::now();
-        let now_ms = chrono::Utc::now().timestamp_millis();
         let mut coupons = self.coupons.write().unwrap_or_else(PoisonError::into_inner);
         let state = match found {
             Ok(Some(set)) => {
-                // Ended coupons are answered by Redis again: forget them.
-                coupons.retain(|_, s| match s {
-                    State::Known(set) => now_ms < set.valid_to_ms,
-                    State::Unknown { look_at } => *look_at > now,
-                });
-                let kept: usize = coupons
-                    .values()
-                    .map(|s| match s {
-                        State::Known(set) => set.users.len(),
-                        State::Unknown { .. } => 0,
-                    })
-                    .sum();
-                if kept + set.users.len() <= MAX_TOTAL {
-                    tracing::info!(%coupon, with_result = set.users.len(),
+                forget_ended(&mut coupons, now);
+                // Looks for two coupons at once may both have had the room.
+                if kept(&coupons) + set.users.len() <= MAX_TOTAL {
+                    tracing::info!(%coupon, users = set.users.len(),
                         "sold out with nobody in line: the gateway answers its claims");
                     State::Known(set)
                 } else {
@@ -136,5 +130,73 @@ impl SoldOut {
             }
         };
         coupons.insert(coupon, state);
+    }
+}
+
+/// Forgets coupons past their end (Redis answers them again) and looks
+/// long overdue.
+fn forget_ended(coupons: &mut HashMap<CouponId, State>, now: Instant) {
+    let now_ms = chrono::Utc::now().timestamp_millis();
+    coupons.retain(|_, s| match s {
+        State::Known(set) => now_ms < set.valid_to_ms,
+        State::Unknown { look_at } => *look_at + LOOK_TIMEOUT > now,
+    });
+}
+
+/// Users kept over all coupons.
+fn kept(coupons: &HashMap<CouponId, State>) -> usize {
+    coupons
+        .values()
+        .map(|s| match s {
+            State::Known(set) => set.users.len(),
+            State::Unknown { .. } => 0,
+        })
+        .sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn set(valid_to_ms: i64, users: Vec<u64>) -> redis::RedisResult<Option<SoldOutUsers>> {
+        Ok(Some(SoldOutUsers { valid_to_ms, users }))
+    }
+
+    #[test]
+    fn turns_away_only_users_outside_the_set_and_only_before_the_end() {
+        let sold_out = SoldOut::default();
+        let (coupon, end) = (CouponId(1), 1_000);
+        assert!(
+            !sold_out.turns_away(coupon, UserId(9), 0),
+            "nothing known yet"
+        );
+        sold_out.learned(coupon, Ok(None));
+        assert!(!sold_out.turns_away(coupon, UserId(9), 0), "not ready yet");
+        sold_out.learned(coupon, set(end, vec![2, 5]));
+        assert!(sold_out.turns_away(coupon, UserId(9), end - 1));
+        assert!(!sold_out.turns_away(coupon, UserId(2), end - 1));
+        assert!(!sold_out.turns_away(coupon, UserId(5), end - 1));
+        assert!(!sold_out.turns_away(coupon, UserId(9), end), "ended");
+        assert!(
+            !sold_out.turns_away(CouponId(2), UserId(9), 0),
+            "another coupon"
+        );
+    }
+
+    #[test]
+    fn ended_coupons_are_forgotten_and_the_total_is_bounded() {
+        let sold_out = SoldOut::default();
+        let now_ms = chrono::Utc::now().timestamp_millis();
+        let later = now_ms + 3_600_000;
+        sold_out.learned(CouponId(1), set(now_ms - 1, vec![1]));
+        sold_out.learned(CouponId(2), set(later, (0..MAX_TOTAL as u64 - 1).collect()));
+        let coupons = sold_out.coupons.read().unwrap();
+        assert!(!coupons.contains_key(&CouponId(1)), "ended, forgotten");
+        assert_eq!(kept(&coupons), MAX_TOTAL - 1);
+        drop(coupons);
+        // No room for two more users.
+        sold_out.learned(CouponId(3), set(later, vec![1, 2]));
+        assert!(!sold_out.turns_away(CouponId(3), UserId(9), now_ms));
+        assert!(sold_out.turns_away(CouponId(2), UserId(u64::MAX), now_ms));
     }
 }
