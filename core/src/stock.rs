@@ -89,6 +89,29 @@ pub async fn warm_up(
         .await
 }
 
+/// Warms up a coupon Redis does not know (never warmed, or Redis lost it)
+/// from MySQL, holders included: the users with a row are put in the
+/// issued set first, then the stock and metadata ([`warm_up`]), which is
+/// what makes claims see the coupon. So nobody can be issued a coupon twice
+/// after a Redis loss, whoever warms it up first (the activation job or a
+/// claim). Returns how many holders MySQL knew.
+pub async fn warm_up_with_holders(
+    redis: &RedisStore,
+    db: &sqlx::MySqlPool,
+    coupon: &Coupon,
+    default_rate: u32,
+) -> anyhow::Result<usize> {
+    let holders = crate::coupons::holders(db, coupon.id).await?;
+    let k = CouponKeys::new(redis.keys(), coupon.id);
+    let mut conn = redis.conn().await?;
+    for chunk in holders.chunks(1000) {
+        let ids: Vec<u64> = chunk.iter().map(|u| u.0).collect();
+        let _: () = conn.sadd(&k.issued, ids).await?;
+    }
+    warm_up(redis, coupon, default_rate).await?;
+    Ok(holders.len())
+}
+
 /// Live state of several coupons in one round trip.
 pub async fn live(redis: &RedisStore, ids: &[CouponId]) -> redis::RedisResult<Vec<Live>> {
     if ids.is_empty() {

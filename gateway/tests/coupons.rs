@@ -3,6 +3,8 @@
 mod common;
 
 use common::{active_coupon, rand_suffix, TestApp};
+use coupon_core::domain::CouponId;
+use coupon_core::scripts::CouponKeys;
 use serde_json::json;
 
 #[tokio::test]
@@ -221,4 +223,44 @@ async fn stats_dashboard_and_my_coupons() {
     app.get("/api/me/coupons", None)
         .await
         .assert_error(401, "UNAUTHORIZED");
+}
+
+#[tokio::test]
+async fn a_claim_that_warms_up_a_lost_coupon_knows_its_holders() {
+    let app = TestApp::spawn().await;
+    let admin = app.admin().await;
+    let coupon = app.coupon(&admin, active_coupon("Lost", 10)).await;
+    let id = coupon["id"].as_u64().unwrap();
+    let (holder_id, holder) = app.user(&format!("h.{}@example.com", rand_suffix())).await;
+    let (_, other) = app.user(&format!("o.{}@example.com", rand_suffix())).await;
+    sqlx::query("INSERT INTO coupon_issue (user_id, coupon_id, issued_at) VALUES (?, ?, NOW(3))")
+        .bind(holder_id)
+        .bind(id)
+        .execute(&app.state.db)
+        .await
+        .unwrap();
+    // Redis loses the coupon; the next claim warms it up from MySQL.
+    let k = CouponKeys::new(app.state.redis.keys(), CouponId(id));
+    let mut conn = app.state.redis.conn().await.unwrap();
+    let _: () = redis::cmd("DEL")
+        .arg(&[&k.meta, &k.stock, &k.issued])
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+
+    app.post(
+        &format!("/api/coupons/{id}/claim"),
+        Some(&holder),
+        &json!({}),
+    )
+    .await
+    .assert_error(409, "ALREADY_ISSUED");
+    let claim = app
+        .post(
+            &format!("/api/coupons/{id}/claim"),
+            Some(&other),
+            &json!({}),
+        )
+        .await;
+    assert_eq!(claim.status, 202, "{}", claim.body);
 }

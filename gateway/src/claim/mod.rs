@@ -160,8 +160,9 @@ async fn enqueue(state: &AppState, user: AuthUser, coupon: CouponId) -> Result<E
 }
 
 /// Redis does not know `coupon`: warms it up from MySQL if it exists (SET
-/// NX never resets live stock) and returns `None`, to enqueue again; or
-/// the answer itself when there is nothing to warm up.
+/// NX never resets live stock; its holders with it, so none of them can
+/// get it twice) and returns `None`, to enqueue again; or the answer itself
+/// when there is nothing to warm up.
 async fn warm_up(
     state: &AppState,
     coupon: CouponId,
@@ -175,6 +176,12 @@ async fn warm_up(
         return Ok(Some(Enqueued::NotActive { expired: true }));
     }
     tracing::warn!(%coupon, "coupon missing in Redis; warming it up");
-    stock::warm_up(&state.redis, &row, state.config.admission_rate_per_sec).await?;
+    stock::warm_up_with_holders(
+        &state.redis,
+        &state.db,
+        &row,
+        state.config.admission_rate_per_sec,
+    )
+    .await?;
     Ok(None)
 }

@@ -5,7 +5,7 @@
 //! knows, so nobody can be issued the same coupon twice after a Redis loss.
 
 use chrono::{Duration, Utc};
-use coupon_core::coupons::{self, Coupon};
+use coupon_core::coupons::Coupon;
 use coupon_core::scripts::CouponKeys;
 use coupon_core::stock;
 use redis::AsyncCommands;
@@ -34,13 +34,14 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<u64> {
         if known {
             continue;
         }
-        let holders = coupons::holders(&ctx.db, coupon.id).await?;
-        for chunk in holders.chunks(1000) {
-            let ids: Vec<u64> = chunk.iter().map(|u| u.0).collect();
-            let _: () = conn.sadd(&k.issued, ids).await?;
-        }
-        stock::warm_up(&ctx.redis, &coupon, ctx.config.admission_rate_per_sec).await?;
-        tracing::info!(coupon = %coupon.id, stock = coupon.remaining_quantity, holders = holders.len(), "coupon warmed up");
+        let holders = stock::warm_up_with_holders(
+            &ctx.redis,
+            &ctx.db,
+            &coupon,
+            ctx.config.admission_rate_per_sec,
+        )
+        .await?;
+        tracing::info!(coupon = %coupon.id, stock = coupon.remaining_quantity, holders, "coupon warmed up");
         warmed += 1;
     }
     Ok(warmed)
