@@ -348,6 +348,15 @@ where
     (rate, Latencies(lat), statuses)
 }
 
+/// The value of the series `name` (its full name and labels, then a space)
+/// in a Prometheus text exposition.
+fn metric_value(exposition: &str, name: &str) -> Option<f64> {
+    exposition.lines().find_map(|l| {
+        l.strip_prefix(name)
+            .and_then(|v| v.trim().parse::<f64>().ok())
+    })
+}
+
 /// GET `url` with its body read to the end: the status, or 0 when the
 /// request failed.
 async fn get_status(http: reqwest::Client, url: String) -> u16 {
@@ -747,15 +756,7 @@ async fn main() -> anyhow::Result<()> {
         .await?
         .text()
         .await?;
-    let metric = |name: &str| {
-        worker_metrics
-            .lines()
-            .find_map(|l| {
-                l.strip_prefix(name)
-                    .and_then(|v| v.trim().parse::<f64>().ok())
-            })
-            .unwrap_or(f64::NAN)
-    };
+    let metric = |name: &str| metric_value(&worker_metrics, name).unwrap_or(f64::NAN);
     let in_storm_script_rate = metric("coupon_claim_batch_size_sum ")
         / metric("coupon_claim_script_duration_seconds_sum ");
 
@@ -810,13 +811,8 @@ async fn main() -> anyhow::Result<()> {
         .await?
         .text()
         .await?;
-    let sold_out_in_gateway = gateway_metrics
-        .lines()
-        .find_map(|l| {
-            l.strip_prefix("coupon_claims_sold_out_in_gateway_total ")
-                .and_then(|v| v.trim().parse::<f64>().ok())
-        })
-        .unwrap_or(0.0);
+    let sold_out_in_gateway =
+        metric_value(&gateway_metrics, "coupon_claims_sold_out_in_gateway_total ").unwrap_or(0.0);
     let sold_out_at_door = count(410);
     let errors = statuses.len() - count(202) - sold_out_at_door - count(200);
 
