@@ -4,12 +4,13 @@
 //! - [`domain`]: ids, emails, roles, coupon status: parsed once, then trusted.
 //! - [`users`] and [`coupons`]: the MySQL tables.
 //! - [`scripts`]: the Lua scripts of `lua/` (enqueue, admit, claim, expire,
-//!   sold out) and every coupon key name; [`daily`]: the day of the daily
-//!   limit.
+//!   sold out, daily floor) and every coupon key name; [`daily`]: the day
+//!   of the daily limit, and its counters rebuilt after a Redis loss.
 //! - [`events`]: the versioned Kafka event the relay writes and the
 //!   persister reads.
 //! - [`stock`]: a coupon's live state in Redis (stock, metadata, queue,
-//!   outcome counts), warmed from MySQL.
+//!   outcome counts), warmed from MySQL with its holders and the day's
+//!   counts.
 //! - [`db`]: the MySQL pool and the embedded migrations.
 //! - [`redis_store`] and [`keys`]: the Redis connection and key names (one
 //!   hash tag per coupon).

@@ -26,6 +26,8 @@ static EXPIRE: LazyLock<Script> =
 static CLAIM: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("../../lua/claim.lua")));
 static SOLD_OUT: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("../../lua/sold_out.lua")));
+static DAILY_FLOOR: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("../../lua/daily_floor.lua")));
 
 /// Names of one coupon's keys.
 #[derive(Clone, Debug)]
@@ -61,6 +63,37 @@ impl CouponKeys {
 /// The per-user daily counter of `day` (`YYYYMMDD`).
 pub fn daily_key(keys: &Keys, user: UserId, day: &str) -> String {
     keys.global(&format!("daily:{{u{user}}}:{day}"))
+}
+
+/// Counters raised per round trip by [`raise_daily`].
+const FLOOR_PAGE: usize = 500;
+
+/// Raises each user's daily counter of `day` to at least the given count
+/// (`daily_floor.lua`, one key per call, so each call stays in its user's
+/// slot), in pipelined pages. Returns how many counters were raised.
+pub async fn raise_daily(
+    redis: &RedisStore,
+    day: &crate::daily::Day,
+    counts: &[(UserId, u32)],
+) -> redis::RedisResult<u64> {
+    let mut conn = redis.conn().await?;
+    // A pipeline sends EVALSHA without the fallback to EVAL: load first.
+    DAILY_FLOOR.prepare_invoke().load_async(&mut conn).await?;
+    let mut raised = 0;
+    for page in counts.chunks(FLOOR_PAGE) {
+        let mut pipe = redis::pipe();
+        for (user, count) in page {
+            pipe.invoke_script(
+                DAILY_FLOOR
+                    .key(daily_key(redis.keys(), *user, &day.label))
+                    .arg(*count)
+                    .arg(day.ttl_secs),
+            );
+        }
+        let replies: Vec<u64> = pipe.query_async(&mut conn).await?;
+        raised += replies.iter().sum::<u64>();
+    }
+    Ok(raised)
 }
 
 /// What `enqueue.lua` answered.

@@ -14,12 +14,16 @@
 //! | `coupons:active` | set | coupons the admitter and relay look at |
 //!
 //! MySQL is the source of truth for what a coupon *is*; Redis holds what is
-//! happening to it now. Warm-up copies the first into the second, so that the
-//! claim path never needs MySQL.
+//! happening to it now. Warm-up copies the first into the second (with the
+//! coupon's holders and the day's per-user counts, which a Redis loss would
+//! otherwise forget), so that the claim path never needs MySQL.
 
+use chrono::Utc;
 use redis::AsyncCommands;
 
+use crate::config::Config;
 use crate::coupons::Coupon;
+use crate::daily;
 use crate::domain::CouponId;
 use crate::keys::Keys;
 use crate::redis_store::RedisStore;
@@ -47,10 +51,43 @@ pub fn stock_key(keys: &Keys, id: CouponId) -> String {
     CouponKeys::new(keys, id).stock
 }
 
-/// Makes the coupon ready for the claim path. The stock is set only if it is
-/// absent (`SET NX`), so warming up a coupon that is being claimed never
-/// gives back stock that was handed out; the metadata is rewritten.
+/// Makes a coupon MySQL holds ready for the claim path, in this order:
+///
+/// 1. today's daily counters count at least the issues MySQL holds for
+///    today ([`daily::restore`]: nothing to do unless Redis lost its data
+///    or the day just began);
+/// 2. the users with a row are put in the issued set;
+/// 3. the stock and metadata are written ([`warm_up_redis_only`]).
+///
+/// Claims need the metadata, so they see the coupon only after its holders
+/// and the day's counts are back: after a Redis loss nobody is issued a
+/// coupon twice or past the daily limit, whoever warms a coupon up first
+/// (the admin API, the activation job or a claim). Returns how many
+/// holders MySQL knew.
 pub async fn warm_up(
+    redis: &RedisStore,
+    db: &sqlx::MySqlPool,
+    config: &Config,
+    coupon: &Coupon,
+) -> anyhow::Result<usize> {
+    daily::restore(redis, db, &daily::day_of(Utc::now(), config.daily_limit_tz)).await?;
+    let holders = crate::coupons::holders(db, coupon.id).await?;
+    let k = CouponKeys::new(redis.keys(), coupon.id);
+    let mut conn = redis.conn().await?;
+    for chunk in holders.chunks(1000) {
+        let ids: Vec<u64> = chunk.iter().map(|u| u.0).collect();
+        let _: () = conn.sadd(&k.issued, ids).await?;
+    }
+    warm_up_redis_only(redis, coupon, config.admission_rate_per_sec).await?;
+    Ok(holders.len())
+}
+
+/// Writes a coupon's stock and metadata, and nothing else: for a coupon
+/// only Redis knows (the script tests), and the last step of [`warm_up`],
+/// which every coupon in MySQL goes through. The stock is set only if it
+/// is absent (`SET NX`), so warming up a coupon that is being claimed never
+/// gives back stock that was handed out; the metadata is rewritten.
+pub async fn warm_up_redis_only(
     redis: &RedisStore,
     coupon: &Coupon,
     default_rate: u32,
@@ -87,29 +124,6 @@ pub async fn warm_up(
         .ignore()
         .query_async::<()>(&mut conn)
         .await
-}
-
-/// Warms up a coupon Redis does not know (never warmed, or Redis lost it)
-/// from MySQL, holders included: the users with a row are put in the
-/// issued set first, then the stock and metadata ([`warm_up`]), which is
-/// what makes claims see the coupon. So nobody can be issued a coupon twice
-/// after a Redis loss, whoever warms it up first (the activation job or a
-/// claim). Returns how many holders MySQL knew.
-pub async fn warm_up_with_holders(
-    redis: &RedisStore,
-    db: &sqlx::MySqlPool,
-    coupon: &Coupon,
-    default_rate: u32,
-) -> anyhow::Result<usize> {
-    let holders = crate::coupons::holders(db, coupon.id).await?;
-    let k = CouponKeys::new(redis.keys(), coupon.id);
-    let mut conn = redis.conn().await?;
-    for chunk in holders.chunks(1000) {
-        let ids: Vec<u64> = chunk.iter().map(|u| u.0).collect();
-        let _: () = conn.sadd(&k.issued, ids).await?;
-    }
-    warm_up(redis, coupon, default_rate).await?;
-    Ok(holders.len())
 }
 
 /// Live state of several coupons in one round trip.

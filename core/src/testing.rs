@@ -78,24 +78,28 @@ impl TestEnv {
     /// leave theirs to `ops/test`, which clears them all before a run).
     pub async fn clean_up(&self) -> anyhow::Result<()> {
         crate::db::drop_database(&self.config).await?;
-        let redis = crate::RedisStore::new(&self.config)?;
-        let mut conn = redis.conn().await?;
-        let pattern = format!("{}*", self.config.redis_key_prefix);
-        let mut cursor = 0u64;
-        loop {
-            let (next, keys) =
-                crate::RedisStore::scan_page(&mut conn, &pattern, cursor, 5000).await?;
-            if !keys.is_empty() {
-                let _: () = redis::cmd("UNLINK")
-                    .arg(&keys)
-                    .query_async(&mut conn)
-                    .await?;
-            }
-            if next == 0 {
-                return Ok(());
-            }
-            cursor = next;
+        lose_redis(&crate::RedisStore::new(&self.config)?).await
+    }
+}
+
+/// What Redis losing its data looks like to one environment: every key
+/// under its prefix is gone.
+pub async fn lose_redis(redis: &crate::RedisStore) -> anyhow::Result<()> {
+    let mut conn = redis.conn().await?;
+    let pattern = format!("{}*", redis.keys().prefix());
+    let mut cursor = 0u64;
+    loop {
+        let (next, keys) = crate::RedisStore::scan_page(&mut conn, &pattern, cursor, 5000).await?;
+        if !keys.is_empty() {
+            let _: () = redis::cmd("UNLINK")
+                .arg(&keys)
+                .query_async(&mut conn)
+                .await?;
         }
+        if next == 0 {
+            return Ok(());
+        }
+        cursor = next;
     }
 }
 
@@ -148,7 +152,7 @@ pub async fn redis_coupon(
         admission_rate_per_sec: Some(rate),
         created_at: now,
     };
-    crate::stock::warm_up(redis, &coupon, rate)
+    crate::stock::warm_up_redis_only(redis, &coupon, rate)
         .await
         .expect("warm up");
     coupon

@@ -367,7 +367,7 @@ async fn enqueue_refuses_coupons_outside_their_window() {
     let mut coupon = redis_coupon(&f.redis, 1, 5, 100).await;
     coupon.valid_from = Utc::now() + Duration::hours(1);
     coupon.valid_to = Utc::now() + Duration::hours(2);
-    coupon_core::stock::warm_up(&f.redis, &coupon, 100)
+    coupon_core::stock::warm_up_redis_only(&f.redis, &coupon, 100)
         .await
         .unwrap();
     assert_eq!(
@@ -376,7 +376,7 @@ async fn enqueue_refuses_coupons_outside_their_window() {
     );
     coupon.valid_from = Utc::now() - Duration::hours(2);
     coupon.valid_to = Utc::now() - Duration::hours(1);
-    coupon_core::stock::warm_up(&f.redis, &coupon, 100)
+    coupon_core::stock::warm_up_redis_only(&f.redis, &coupon, 100)
         .await
         .unwrap();
     assert_eq!(

@@ -158,7 +158,7 @@ async fn create(state: &AppState, body: CreateCoupon) -> Result<Coupon, ApiError
     // The claim path reads only Redis: make the stock ready now. If this
     // fails the coupon exists but cannot be claimed until the scheduler's
     // warm-up job succeeds, so tell the admin now rather than later.
-    stock::warm_up(&state.redis, &row, state.config.admission_rate_per_sec).await?;
+    stock::warm_up(&state.redis, &state.db, &state.config, &row).await?;
     tracing::info!(coupon_id = %row.id, total = row.total_quantity, "coupon created");
     Ok(Coupon::new(&row, None, state.config.admission_rate_per_sec))
 }

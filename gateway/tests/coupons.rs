@@ -264,3 +264,30 @@ async fn a_claim_that_warms_up_a_lost_coupon_knows_its_holders() {
         .await;
     assert_eq!(claim.status, 202, "{}", claim.body);
 }
+
+#[tokio::test]
+async fn a_claim_after_a_redis_loss_still_counts_the_days_issues() {
+    let app = TestApp::spawn_with(&[("DAILY_LIMIT", "1")]).await;
+    let admin = app.admin().await;
+    let first = app.coupon(&admin, active_coupon("Morning", 10)).await;
+    let second = app.coupon(&admin, active_coupon("Evening", 10)).await;
+    let (holder_id, holder) = app.user(&format!("h.{}@example.com", rand_suffix())).await;
+    let (_, other) = app.user(&format!("o.{}@example.com", rand_suffix())).await;
+    sqlx::query("INSERT INTO coupon_issue (user_id, coupon_id, issued_at) VALUES (?, ?, NOW(3))")
+        .bind(holder_id)
+        .bind(first["id"].as_u64().unwrap())
+        .execute(&app.state.db)
+        .await
+        .unwrap();
+    coupon_core::testing::lose_redis(&app.state.redis)
+        .await
+        .unwrap();
+
+    // The claim warms the second coupon up, and with it today's counts.
+    let path = format!("/api/coupons/{}/claim", second["id"]);
+    app.post(&path, Some(&holder), &json!({}))
+        .await
+        .assert_error(429, "DAILY_LIMIT");
+    let claim = app.post(&path, Some(&other), &json!({})).await;
+    assert_eq!(claim.status, 202, "{}", claim.body);
+}

@@ -73,7 +73,9 @@ impl Setup {
         )
         .await
         .unwrap();
-        stock::warm_up(&self.state.redis, &row, 1000).await.unwrap();
+        stock::warm_up(&self.state.redis, &self.state.db, &self.ctx.config, &row)
+            .await
+            .unwrap();
         row.id
     }
 
@@ -368,6 +370,37 @@ async fn activation_warms_coupons_redis_lost_with_their_holders() {
         (409, Some("ALREADY_ISSUED"))
     );
     assert_eq!(Job::Activation.run(&s.ctx).await.unwrap(), 0, "idempotent");
+}
+
+#[tokio::test]
+async fn activation_after_a_redis_loss_restores_the_days_counts() {
+    let s = setup(&[("DAILY_LIMIT", "1")]).await;
+    let (first, second) = (s.coupon(5).await, s.coupon(5).await);
+    let users = s.users(2).await;
+    coupons::persist_issues(
+        &s.state.db,
+        &[NewIssue {
+            coupon: first,
+            user: users[0].0,
+            issued_at: Utc::now(),
+        }],
+    )
+    .await
+    .unwrap();
+    coupon_core::testing::lose_redis(&s.state.redis)
+        .await
+        .unwrap();
+
+    assert_eq!(Job::Activation.run(&s.ctx).await.unwrap(), 2);
+    let path = format!("/api/coupons/{}/claim", second.0);
+    let (status, body) = s.api(reqwest::Method::POST, &path, &users[0].1).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (429, Some("DAILY_LIMIT")),
+        "today's issue on the other coupon still counts"
+    );
+    let (status, _) = s.api(reqwest::Method::POST, &path, &users[1].1).await;
+    assert_eq!(status, 202);
 }
 
 #[tokio::test]

@@ -176,12 +176,6 @@ async fn warm_up(
         return Ok(Some(Enqueued::NotActive { expired: true }));
     }
     tracing::warn!(%coupon, "coupon missing in Redis; warming it up");
-    stock::warm_up_with_holders(
-        &state.redis,
-        &state.db,
-        &row,
-        state.config.admission_rate_per_sec,
-    )
-    .await?;
+    stock::warm_up(&state.redis, &state.db, &state.config, &row).await?;
     Ok(None)
 }

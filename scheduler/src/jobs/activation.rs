@@ -1,8 +1,9 @@
 //! Activation: coupons that open within [`LEAD`] (or are open now) get
 //! their Redis state ready from MySQL, so the first second of an event needs
 //! no MySQL at all. A coupon whose Redis state is missing (never warmed, or
-//! Redis lost it) is warmed with the stock MySQL knows and the holders MySQL
-//! knows, so nobody can be issued the same coupon twice after a Redis loss.
+//! Redis lost it) is warmed with the stock, the holders and today's
+//! per-user counts MySQL knows ([`stock::warm_up`]), so after a Redis loss
+//! nobody is issued the same coupon twice or more than the daily limit.
 
 use chrono::{Duration, Utc};
 use coupon_core::coupons::Coupon;
@@ -34,13 +35,7 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<u64> {
         if known {
             continue;
         }
-        let holders = stock::warm_up_with_holders(
-            &ctx.redis,
-            &ctx.db,
-            &coupon,
-            ctx.config.admission_rate_per_sec,
-        )
-        .await?;
+        let holders = stock::warm_up(&ctx.redis, &ctx.db, &ctx.config, &coupon).await?;
         tracing::info!(coupon = %coupon.id, stock = coupon.remaining_quantity, holders, "coupon warmed up");
         warmed += 1;
     }
