@@ -213,9 +213,26 @@ pub async fn remaining_drift(db: &MySqlPool) -> Result<Vec<(CouponId, u32, u64)>
 
 /// The users holding `coupon` according to MySQL.
 pub async fn holders(db: &MySqlPool, coupon: CouponId) -> Result<Vec<UserId>, sqlx::Error> {
-    let ids: Vec<u64> = sqlx::query_scalar("SELECT user_id FROM coupon_issue WHERE coupon_id = ?")
-        .bind(coupon.0)
-        .fetch_all(db)
-        .await?;
-    Ok(ids.into_iter().map(UserId).collect())
+    Ok(issues(db, coupon)
+        .await?
+        .into_iter()
+        .map(|(user, _)| user)
+        .collect())
+}
+
+/// Every issue of `coupon` MySQL holds: who, and when the claim script
+/// issued it.
+pub async fn issues(
+    db: &MySqlPool,
+    coupon: CouponId,
+) -> Result<Vec<(UserId, DateTime<Utc>)>, sqlx::Error> {
+    let rows: Vec<(u64, DateTime<Utc>)> =
+        sqlx::query_as("SELECT user_id, issued_at FROM coupon_issue WHERE coupon_id = ?")
+            .bind(coupon.0)
+            .fetch_all(db)
+            .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(user, at)| (UserId(user), at))
+        .collect())
 }

@@ -84,7 +84,9 @@ pub fn restored_key(keys: &Keys, day: &Day) -> String {
 /// Raising never lowers a counter, so restores running side by side, or
 /// while claims go on, are safe. What it cannot see: issues Redis made
 /// before the loss that are still on their way to MySQL (in Kafka) when it
-/// reads; each of those users could be issued one more that day.
+/// reads. Reconciliation counts those when their rows arrive
+/// ([`scripts::remember`]); until then each of those users could be issued
+/// one more that day.
 pub async fn restore(redis: &RedisStore, db: &MySqlPool, day: &Day) -> anyhow::Result<Option<u64>> {
     let marker = restored_key(redis.keys(), day);
     let mut conn = redis.conn().await?;

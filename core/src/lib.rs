@@ -4,8 +4,9 @@
 //! - [`domain`]: ids, emails, roles, coupon status: parsed once, then trusted.
 //! - [`users`] and [`coupons`]: the MySQL tables.
 //! - [`scripts`]: the Lua scripts of `lua/` (enqueue, admit, claim, expire,
-//!   sold out, daily floor) and every coupon key name; [`daily`]: the day
-//!   of the daily limit, and its counters rebuilt after a Redis loss.
+//!   sold out, daily floor, remember) and every coupon key name;
+//!   [`daily`]: the day of the daily limit, and its counters rebuilt after
+//!   a Redis loss.
 //! - [`events`]: the versioned Kafka event the relay writes and the
 //!   persister reads.
 //! - [`stock`]: a coupon's live state in Redis (stock, metadata, queue,

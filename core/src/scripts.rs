@@ -12,6 +12,7 @@
 
 use std::sync::LazyLock;
 
+use chrono::{DateTime, Utc};
 use redis::Script;
 
 use crate::domain::{CouponId, UserId};
@@ -28,6 +29,8 @@ static SOLD_OUT: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("../../lua/sold_out.lua")));
 static DAILY_FLOOR: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("../../lua/daily_floor.lua")));
+static REMEMBER: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("../../lua/remember.lua")));
 
 /// Names of one coupon's keys.
 #[derive(Clone, Debug)]
@@ -65,8 +68,9 @@ pub fn daily_key(keys: &Keys, user: UserId, day: &str) -> String {
     keys.global(&format!("daily:{{u{user}}}:{day}"))
 }
 
-/// Counters raised per round trip by [`raise_daily`].
-const FLOOR_PAGE: usize = 500;
+/// Calls per round trip of the one-key-per-call scripts ([`raise_daily`],
+/// [`remember`]).
+const SCRIPT_PAGE: usize = 500;
 
 /// Raises each user's daily counter of `day` to at least the given count
 /// (`daily_floor.lua`, one key per call, so each call stays in its user's
@@ -80,7 +84,7 @@ pub async fn raise_daily(
     // A pipeline sends EVALSHA without the fallback to EVAL: load first.
     DAILY_FLOOR.prepare_invoke().load_async(&mut conn).await?;
     let mut raised = 0;
-    for page in counts.chunks(FLOOR_PAGE) {
+    for page in counts.chunks(SCRIPT_PAGE) {
         let mut pipe = redis::pipe();
         for (user, count) in page {
             pipe.invoke_script(
@@ -94,6 +98,51 @@ pub async fn raise_daily(
         raised += replies.iter().sum::<u64>();
     }
     Ok(raised)
+}
+
+/// Gives Redis back the issues of `coupon` that MySQL holds and Redis
+/// forgot (`remember.lua`, one user per call, pipelined): each such user
+/// is a holder again, the stock counts the coupon as handed out, and an
+/// issue made `today` counts against the user's daily limit. Users Redis
+/// knows are left alone. Returns the users Redis took back.
+pub async fn remember(
+    redis: &RedisStore,
+    coupon: CouponId,
+    issues: &[(UserId, DateTime<Utc>)],
+    today: &crate::daily::Day,
+    now_ms: i64,
+) -> redis::RedisResult<Vec<UserId>> {
+    let k = CouponKeys::new(redis.keys(), coupon);
+    let mut conn = redis.conn().await?;
+    REMEMBER.prepare_invoke().load_async(&mut conn).await?;
+    let mut remembered = Vec::new();
+    for page in issues.chunks(SCRIPT_PAGE) {
+        let mut pipe = redis::pipe();
+        for (user, issued_at) in page {
+            let counts_today = (today.starts..today.ends).contains(issued_at);
+            pipe.invoke_script(
+                REMEMBER
+                    .key(&k.meta)
+                    .key(&k.stock)
+                    .key(&k.issued)
+                    .key(&k.results)
+                    .key(daily_key(redis.keys(), *user, &today.label))
+                    .arg(user.0)
+                    .arg(issued_at.timestamp_millis())
+                    .arg(if counts_today { "1" } else { "0" })
+                    .arg(today.ttl_secs)
+                    .arg(now_ms),
+            );
+        }
+        let replies: Vec<u8> = pipe.query_async(&mut conn).await?;
+        remembered.extend(
+            page.iter()
+                .zip(replies)
+                .filter(|(_, taken)| *taken == 1)
+                .map(|((user, _), _)| *user),
+        );
+    }
+    Ok(remembered)
 }
 
 /// What `enqueue.lua` answered.

@@ -1,6 +1,7 @@
 //! The Lua scripts against a real Redis: every claim outcome, mixed
 //! batches, duplicates, stock at the edges, the daily limit across coupons
-//! and days, idempotence, admission order and rate, and the sold-out drain.
+//! and days, idempotence, admission order and rate, the sold-out drain, and
+//! issues Redis forgot taken back.
 
 use chrono::{Duration, Utc};
 use coupon_core::daily::{day_of, Day};
@@ -413,4 +414,81 @@ async fn admission_follows_the_rate_and_drains_at_once_when_sold_out() {
         .await
         .unwrap();
     assert_eq!(drained.len(), 37);
+}
+
+#[tokio::test]
+async fn remember_takes_back_only_what_redis_forgot() {
+    let f = Fixture::new("5");
+    redis_coupon(&f.redis, 1, 1, 100).await;
+    let k = CouponKeys::new(f.redis.keys(), CouponId(1));
+    let today = f.today();
+    let at = Utc::now();
+    let remember = |users: Vec<(UserId, chrono::DateTime<Utc>)>, coupon: u64| {
+        let (redis, today) = (&f.redis, &today);
+        async move {
+            scripts::remember(
+                redis,
+                CouponId(coupon),
+                &users,
+                today,
+                at.timestamp_millis(),
+            )
+            .await
+            .unwrap()
+        }
+    };
+    // User 1 holds the coupon in Redis; 2 was answered SOLD_OUT by a Redis
+    // that had forgotten 3's issue, which took the last one.
+    assert_eq!(f.claim(1, &[1]).await, vec![(1, Outcome::Issued)]);
+    let mut conn = f.redis.conn().await.unwrap();
+    let _: () = conn.hset(&k.results, 2, "R:SOLD_OUT").await.unwrap();
+    let taken = remember(
+        vec![
+            (UserId(1), at),
+            (UserId(2), at),
+            (UserId(3), at - Duration::days(2)),
+        ],
+        1,
+    )
+    .await;
+    assert_eq!(taken, vec![UserId(2), UserId(3)]);
+    let (stock, results, sold_out): (i64, Vec<String>, Option<String>) = redis::pipe()
+        .get(&k.stock)
+        .hget(&k.results, &[1, 2, 3])
+        .hget(&k.meta, "sold_out")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(stock, 0, "never below zero");
+    assert_eq!(results[1], format!("I:{}", at.timestamp_millis()));
+    assert_eq!(
+        results[2],
+        format!("I:{}", (at - Duration::days(2)).timestamp_millis())
+    );
+    assert_eq!(sold_out.as_deref(), Some("1"));
+    let daily = |user| scripts::daily_key(f.redis.keys(), UserId(user), &today.label);
+    let (one, two, three): (u32, u32, Option<u32>) = redis::pipe()
+        .get(daily(1))
+        .get(daily(2))
+        .get(daily(3))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(
+        (one, two, three),
+        (1, 1, None),
+        "only today's issues count today"
+    );
+
+    // Again: nothing to take back. A coupon Redis does not know is left to
+    // warm-up, no key created.
+    assert!(remember(vec![(UserId(2), at)], 1).await.is_empty());
+    assert!(remember(vec![(UserId(2), at)], 2).await.is_empty());
+    let k2 = CouponKeys::new(f.redis.keys(), CouponId(2));
+    let exists: u32 = redis::cmd("EXISTS")
+        .arg(&[&k2.issued, &k2.stock, &k2.results])
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(exists, 0);
 }

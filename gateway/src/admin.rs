@@ -54,6 +54,9 @@ struct Reconciliation {
     rows_repaired: u64,
     /// Times `remaining_quantity` was recomputed.
     remaining_corrected: u64,
+    /// Issues in MySQL that Redis had forgotten (lost after their event
+    /// left), given back to Redis.
+    issues_taken_back: u64,
     #[oai(nullable)]
     last_checked_at: Option<UtcTime>,
 }
@@ -238,6 +241,7 @@ async fn reconciliation(state: &AppState, ids: &[CouponId]) -> Vec<Reconciliatio
                     missing_rows_found: n("missing_rows_found"),
                     rows_repaired: n("rows_repaired"),
                     remaining_corrected: n("remaining_corrected"),
+                    issues_taken_back: n("issues_taken_back"),
                     last_checked_at: m
                         .get("last_run_ms")
                         .and_then(|ms| chrono::DateTime::from_timestamp_millis(*ms))

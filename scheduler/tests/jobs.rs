@@ -93,6 +93,20 @@ impl Setup {
         .unwrap();
     }
 
+    async fn claim(&self, coupon: CouponId, token: &str) -> (u16, Value) {
+        let path = format!("/api/coupons/{}/claim", coupon.0);
+        self.api(reqwest::Method::POST, &path, token).await
+    }
+
+    /// The admin stats of `coupon`.
+    async fn stats(&self, coupon: CouponId) -> Value {
+        let admin = self.state.tokens.issue(UserId(0), Role::Admin).unwrap();
+        let path = format!("/api/admin/coupons/{}/stats", coupon.0);
+        let (status, stats) = self.api(reqwest::Method::GET, &path, &admin).await;
+        assert_eq!(status, 200, "{stats}");
+        stats
+    }
+
     async fn api(&self, method: reqwest::Method, path: &str, token: &str) -> (u16, Value) {
         let response = self
             .http
@@ -263,24 +277,75 @@ async fn reconciliation_restores_lost_rows_and_fixes_remaining() {
         .await;
 
     // Visible in the admin stats and in the metrics.
-    let admin = s.state.tokens.issue(UserId(0), Role::Admin).unwrap();
-    let (status, stats) = s
-        .api(
-            reqwest::Method::GET,
-            &format!("/api/admin/coupons/{}/stats", coupon.0),
-            &admin,
-        )
-        .await;
-    assert_eq!(status, 200);
+    let stats = s.stats(coupon).await;
     assert_eq!(
         stats["reconciliation"],
-        json!({"missing_rows_found": 2, "rows_repaired": 2, "remaining_corrected": 1, "last_checked_at": stats["reconciliation"]["last_checked_at"]})
+        json!({"missing_rows_found": 2, "rows_repaired": 2, "remaining_corrected": 1, "issues_taken_back": 0, "last_checked_at": stats["reconciliation"]["last_checked_at"]})
     );
     let metrics = coupon_core::metrics::install().render();
     assert!(
         metrics.contains(r#"coupon_reconcile_drift_repaired_total{kind="missing_row"}"#),
         "{metrics}"
     );
+}
+
+#[tokio::test]
+async fn reconciliation_gives_redis_back_the_issues_it_forgot() {
+    let s = setup(&[("DAILY_LIMIT", "2")]).await;
+    let coupon = s.coupon(3).await;
+    let users = s.users(2).await;
+    // An issue reached MySQL, and Redis lost it afterwards (a restart from
+    // an append-only file a second behind): Redis still counts the coupon
+    // as in stock and the user as not holding it.
+    let issued_at = Utc::now() - chrono::Duration::seconds(5);
+    coupons::persist_issues(
+        &s.state.db,
+        &[NewIssue {
+            coupon,
+            user: users[0].0,
+            issued_at,
+        }],
+    )
+    .await
+    .unwrap();
+
+    let report = scheduler::jobs::reconcile::run(&s.ctx).await.unwrap();
+    assert_eq!(report.extra_rows, 1, "{report:?}");
+    let k = CouponKeys::new(s.state.redis.keys(), coupon);
+    let mut conn = s.state.redis.conn().await.unwrap();
+    let day = daily::day_of(Utc::now(), s.ctx.config.daily_limit_tz);
+    let (stock, holder, result, today): (i64, bool, String, u32) = redis::pipe()
+        .get(&k.stock)
+        .sismember(&k.issued, users[0].0 .0)
+        .hget(&k.results, users[0].0 .0)
+        .get(scripts::daily_key(
+            s.state.redis.keys(),
+            users[0].0,
+            &day.label,
+        ))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(stock, 2, "the coupon is handed out once");
+    assert!(holder);
+    assert_eq!(result, format!("I:{}", issued_at.timestamp_millis()));
+    assert_eq!(today, 1, "counted in today's limit");
+
+    // Taken back once: a second run finds nothing and changes nothing.
+    let report = scheduler::jobs::reconcile::run(&s.ctx).await.unwrap();
+    assert_eq!(report.extra_rows, 0, "{report:?}");
+    let stock: i64 = conn.get(&k.stock).await.unwrap();
+    assert_eq!(stock, 2);
+    let (status, body) = s.claim(coupon, &users[0].1).await;
+    assert_eq!(
+        (status, body["status"].as_str()),
+        (200, Some("issued")),
+        "a claim again shows the issue it had: {body}"
+    );
+    coupon_core::testing::assert_invariants(&s.ctx.config, &s.state.db, &s.state.redis, &[coupon])
+        .await;
+    let stats = s.stats(coupon).await;
+    assert_eq!(stats["reconciliation"]["issues_taken_back"], 1);
 }
 
 #[tokio::test]
@@ -358,13 +423,7 @@ async fn activation_warms_coupons_redis_lost_with_their_holders() {
     assert_eq!(stock, 4, "stock from MySQL's remaining_quantity");
     let holder: bool = conn.sismember(&k.issued, users[0].0 .0).await.unwrap();
     assert!(holder, "the holder cannot get it twice");
-    let (status, body) = s
-        .api(
-            reqwest::Method::POST,
-            &format!("/api/coupons/{}/claim", coupon.0),
-            &users[0].1,
-        )
-        .await;
+    let (status, body) = s.claim(coupon, &users[0].1).await;
     assert_eq!(
         (status, body["code"].as_str()),
         (409, Some("ALREADY_ISSUED"))
@@ -392,14 +451,13 @@ async fn activation_after_a_redis_loss_restores_the_days_counts() {
         .unwrap();
 
     assert_eq!(Job::Activation.run(&s.ctx).await.unwrap(), 2);
-    let path = format!("/api/coupons/{}/claim", second.0);
-    let (status, body) = s.api(reqwest::Method::POST, &path, &users[0].1).await;
+    let (status, body) = s.claim(second, &users[0].1).await;
     assert_eq!(
         (status, body["code"].as_str()),
         (429, Some("DAILY_LIMIT")),
         "today's issue on the other coupon still counts"
     );
-    let (status, _) = s.api(reqwest::Method::POST, &path, &users[1].1).await;
+    let (status, _) = s.claim(second, &users[1].1).await;
     assert_eq!(status, 202);
 }
 

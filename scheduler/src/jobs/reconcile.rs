@@ -7,8 +7,14 @@
 //!   Kafka event or a deleted row comes back (invariant 4).
 //! - `remaining_quantity` that is not `total - rows` is recomputed
 //!   (invariant 7), for every coupon in MySQL.
-//! - Rows MySQL has that Redis does not know, and Redis stock that does not
-//!   add up with the issued set, are reported: no automatic fix is safe.
+//! - A row whose user is not in Redis's issued set is an issue Redis
+//!   forgot after its event left (a restart from an append-only file a
+//!   second behind, or a loss while the event was in Kafka): Redis takes it
+//!   back (`remember.lua`: holder again, one less in stock, counted in
+//!   today's daily limit), so the coupon cannot be issued past its total
+//!   or to the same user twice.
+//! - Redis stock that does not add up with the issued set is reported: no
+//!   automatic fix is safe.
 //!
 //! What it finds and fixes is logged, counted in metrics
 //! (`coupon_reconcile_drift_*`) and kept per coupon in Redis for the admin
@@ -19,8 +25,8 @@ use std::collections::HashSet;
 use chrono::{DateTime, Utc};
 use coupon_core::coupons::{self, NewIssue};
 use coupon_core::domain::{CouponId, UserId};
-use coupon_core::scripts::CouponKeys;
-use coupon_core::{metrics as names, stock};
+use coupon_core::scripts::{self, CouponKeys};
+use coupon_core::{daily, metrics as names, stock};
 
 use super::Ctx;
 
@@ -30,13 +36,14 @@ pub struct Report {
     pub missing_rows: u64,
     pub rows_repaired: u64,
     pub remaining_corrected: u64,
+    /// Rows whose issue Redis had forgotten, and took back.
     pub extra_rows: u64,
     pub stock_mismatches: u64,
 }
 
 impl Report {
     pub fn repaired(&self) -> u64 {
-        self.rows_repaired + self.remaining_corrected
+        self.rows_repaired + self.remaining_corrected + self.extra_rows
     }
 }
 
@@ -59,7 +66,7 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Report> {
             report.remaining_corrected,
             report.remaining_corrected,
         ),
-        ("extra_row", report.extra_rows, 0),
+        ("extra_row", report.extra_rows, report.extra_rows),
         ("stock", report.stock_mismatches, 0),
     ];
     for (kind, found, repaired) in counts {
@@ -88,11 +95,8 @@ async fn reconcile_coupon(ctx: &Ctx, coupon: CouponId, report: &mut Report) -> a
         .xrange_all(&k.outbox)
         .query_async(&mut conn)
         .await?;
-    let rows: HashSet<u64> = coupons::holders(&ctx.db, coupon)
-        .await?
-        .into_iter()
-        .map(|u| u.0)
-        .collect();
+    let issues = coupons::issues(&ctx.db, coupon).await?;
+    let rows: HashSet<u64> = issues.iter().map(|(user, _)| user.0).collect();
     let in_flight: HashSet<u64> = outbox
         .ids
         .iter()
@@ -105,10 +109,22 @@ async fn reconcile_coupon(ctx: &Ctx, coupon: CouponId, report: &mut Report) -> a
             report.stock_mismatches += 1;
         }
     }
-    let extra = rows.difference(&issued).count() as u64;
-    if extra > 0 {
-        tracing::warn!(%coupon, extra, "rows in MySQL that Redis does not know");
-        report.extra_rows += extra;
+    // Most rows that look extra arrived after the set was read; the
+    // script takes back only users the set still lacks.
+    let extra: Vec<(UserId, DateTime<Utc>)> = issues
+        .into_iter()
+        .filter(|(user, _)| !issued.contains(&user.0))
+        .collect();
+    if !extra.is_empty() {
+        let now = Utc::now();
+        let today = daily::day_of(now, ctx.config.daily_limit_tz);
+        let taken =
+            scripts::remember(&ctx.redis, coupon, &extra, &today, now.timestamp_millis()).await?;
+        if !taken.is_empty() {
+            tracing::warn!(%coupon, users = ?taken, "rows in MySQL whose issue Redis had forgotten; Redis took them back");
+            report.extra_rows += taken.len() as u64;
+            record(ctx, coupon, "issues_taken_back", taken.len() as u64).await?;
+        }
     }
 
     let missing: Vec<u64> = issued
