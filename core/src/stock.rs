@@ -57,7 +57,11 @@ pub fn stock_key(keys: &Keys, id: CouponId) -> String {
 ///    today ([`daily::restore`]: nothing to do unless Redis lost its data
 ///    or the day just began);
 /// 2. the users with a row are put in the issued set;
-/// 3. the stock and metadata are written ([`warm_up_redis_only`]).
+/// 3. the stock and metadata are written ([`warm_up_redis_only`]). The
+///    stock is the total less those same rows, not the row's
+///    `remaining_quantity` read earlier: a row that arrives in between is
+///    then either counted in both or in neither, and reconciliation gives
+///    Redis the latter ([`crate::scripts::remember`]) exactly once.
 ///
 /// Claims need the metadata, so they see the coupon only after its holders
 /// and the day's counts are back: after a Redis loss nobody is issued a
@@ -78,7 +82,13 @@ pub async fn warm_up(
         let ids: Vec<u64> = chunk.iter().map(|u| u.0).collect();
         let _: () = conn.sadd(&k.issued, ids).await?;
     }
-    warm_up_redis_only(redis, coupon, config.admission_rate_per_sec).await?;
+    let coupon = Coupon {
+        remaining_quantity: coupon
+            .total_quantity
+            .saturating_sub(u32::try_from(holders.len()).unwrap_or(u32::MAX)),
+        ..coupon.clone()
+    };
+    warm_up_redis_only(redis, &coupon, config.admission_rate_per_sec).await?;
     Ok(holders.len())
 }
 

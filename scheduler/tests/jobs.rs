@@ -129,13 +129,7 @@ async fn expiry_rejects_everyone_waiting_and_closes_the_line() {
     let users = s.users(4).await;
     let mut tickets = Vec::new();
     for (_, token) in &users[..3] {
-        let (status, body) = s
-            .api(
-                reqwest::Method::POST,
-                &format!("/api/coupons/{}/claim", coupon.0),
-                token,
-            )
-            .await;
+        let (status, body) = s.claim(coupon, token).await;
         assert_eq!(status, 202, "{body}");
         tickets.push(body["ticket_id"].as_str().unwrap().to_owned());
     }
@@ -173,13 +167,7 @@ async fn expiry_rejects_everyone_waiting_and_closes_the_line() {
         assert_eq!(body["status"], "rejected");
         assert_eq!(body["reason"], "EXPIRED");
     }
-    let (status, body) = s
-        .api(
-            reqwest::Method::POST,
-            &format!("/api/coupons/{}/claim", coupon.0),
-            &users[3].1,
-        )
-        .await;
+    let (status, body) = s.claim(coupon, &users[3].1).await;
     assert_eq!((status, body["code"].as_str()), (422, Some("NOT_ACTIVE")));
     let stored: String = sqlx::query_scalar("SELECT status FROM coupon WHERE id = ?")
         .bind(coupon.0)
@@ -429,6 +417,37 @@ async fn activation_warms_coupons_redis_lost_with_their_holders() {
         (409, Some("ALREADY_ISSUED"))
     );
     assert_eq!(Job::Activation.run(&s.ctx).await.unwrap(), 0, "idempotent");
+}
+
+#[tokio::test]
+async fn warm_up_takes_the_stock_from_the_holders_it_adds() {
+    let s = setup(&[]).await;
+    let coupon = s.coupon(5).await;
+    // Read before the row below arrived: remaining_quantity 5.
+    let read_earlier = coupons::by_id(&s.state.db, coupon).await.unwrap().unwrap();
+    let users = s.users(1).await;
+    coupons::persist_issues(
+        &s.state.db,
+        &[NewIssue {
+            coupon,
+            user: users[0].0,
+            issued_at: Utc::now(),
+        }],
+    )
+    .await
+    .unwrap();
+    coupon_core::testing::lose_redis(&s.state.redis)
+        .await
+        .unwrap();
+
+    let holders = stock::warm_up(&s.state.redis, &s.state.db, &s.ctx.config, &read_earlier)
+        .await
+        .unwrap();
+    assert_eq!(holders, 1);
+    let k = CouponKeys::new(s.state.redis.keys(), coupon);
+    let mut conn = s.state.redis.conn().await.unwrap();
+    let stock: i64 = conn.get(&k.stock).await.unwrap();
+    assert_eq!(stock, 4, "the holder's coupon is not in stock");
 }
 
 #[tokio::test]
