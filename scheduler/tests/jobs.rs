@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use coupon_core::coupons::{self, NewIssue};
 use coupon_core::domain::{CouponId, Role, UserId};
 use coupon_core::scripts::{self, CouponKeys};
@@ -91,6 +91,18 @@ impl Setup {
         )
         .await
         .unwrap();
+    }
+
+    /// One issue reaches MySQL, as the persister would write it.
+    async fn persist_issue(&self, coupon: CouponId, user: UserId, issued_at: DateTime<Utc>) {
+        let issue = NewIssue {
+            coupon,
+            user,
+            issued_at,
+        };
+        coupons::persist_issues(&self.state.db, &[issue])
+            .await
+            .unwrap();
     }
 
     async fn claim(&self, coupon: CouponId, token: &str) -> (u16, Value) {
@@ -286,16 +298,7 @@ async fn reconciliation_gives_redis_back_the_issues_it_forgot() {
     // an append-only file a second behind): Redis still counts the coupon
     // as in stock and the user as not holding it.
     let issued_at = Utc::now() - chrono::Duration::seconds(5);
-    coupons::persist_issues(
-        &s.state.db,
-        &[NewIssue {
-            coupon,
-            user: users[0].0,
-            issued_at,
-        }],
-    )
-    .await
-    .unwrap();
+    s.persist_issue(coupon, users[0].0, issued_at).await;
 
     let report = scheduler::jobs::reconcile::run(&s.ctx).await.unwrap();
     assert_eq!(report.extra_rows, 1, "{report:?}");
@@ -387,16 +390,7 @@ async fn activation_warms_coupons_redis_lost_with_their_holders() {
     let s = setup(&[]).await;
     let coupon = s.coupon(5).await;
     let users = s.users(1).await;
-    coupons::persist_issues(
-        &s.state.db,
-        &[NewIssue {
-            coupon,
-            user: users[0].0,
-            issued_at: Utc::now(),
-        }],
-    )
-    .await
-    .unwrap();
+    s.persist_issue(coupon, users[0].0, Utc::now()).await;
     // Redis loses the coupon.
     let k = CouponKeys::new(s.state.redis.keys(), coupon);
     let mut conn = s.state.redis.conn().await.unwrap();
@@ -426,16 +420,7 @@ async fn warm_up_takes_the_stock_from_the_holders_it_adds() {
     // Read before the row below arrived: remaining_quantity 5.
     let read_earlier = coupons::by_id(&s.state.db, coupon).await.unwrap().unwrap();
     let users = s.users(1).await;
-    coupons::persist_issues(
-        &s.state.db,
-        &[NewIssue {
-            coupon,
-            user: users[0].0,
-            issued_at: Utc::now(),
-        }],
-    )
-    .await
-    .unwrap();
+    s.persist_issue(coupon, users[0].0, Utc::now()).await;
     coupon_core::testing::lose_redis(&s.state.redis)
         .await
         .unwrap();
@@ -455,16 +440,7 @@ async fn activation_after_a_redis_loss_restores_the_days_counts() {
     let s = setup(&[("DAILY_LIMIT", "1")]).await;
     let (first, second) = (s.coupon(5).await, s.coupon(5).await);
     let users = s.users(2).await;
-    coupons::persist_issues(
-        &s.state.db,
-        &[NewIssue {
-            coupon: first,
-            user: users[0].0,
-            issued_at: Utc::now(),
-        }],
-    )
-    .await
-    .unwrap();
+    s.persist_issue(first, users[0].0, Utc::now()).await;
     coupon_core::testing::lose_redis(&s.state.redis)
         .await
         .unwrap();
