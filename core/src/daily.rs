@@ -86,7 +86,10 @@ pub fn restored_key(keys: &Keys, day: &Day) -> String {
 /// before the loss that are still on their way to MySQL (in Kafka) when it
 /// reads. Reconciliation counts those when their rows arrive
 /// ([`scripts::remember`]); until then each of those users could be issued
-/// one more that day.
+/// one more that day. A row of a coupon that arrives after this read but
+/// before that coupon's warm-up reads its holders is never counted: the
+/// warm-up makes its user a holder, so reconciliation sees nothing to take
+/// back.
 pub async fn restore(redis: &RedisStore, db: &MySqlPool, day: &Day) -> anyhow::Result<Option<u64>> {
     let marker = restored_key(redis.keys(), day);
     let mut conn = redis.conn().await?;
