@@ -68,9 +68,31 @@ pub fn daily_key(keys: &Keys, user: UserId, day: &str) -> String {
     keys.global(&format!("daily:{{u{user}}}:{day}"))
 }
 
-/// Calls per round trip of the one-key-per-call scripts ([`raise_daily`],
-/// [`remember`]).
+/// Calls per round trip of [`invoke_each`].
 const SCRIPT_PAGE: usize = 500;
+
+/// Calls `script` once per item, each call built by `call`, pipelined in
+/// pages of [`SCRIPT_PAGE`]; returns the replies in item order. For the
+/// scripts that take one user per call ([`raise_daily`], [`remember`]).
+async fn invoke_each<T>(
+    redis: &RedisStore,
+    script: &Script,
+    items: &[T],
+    call: impl for<'s> Fn(&'s Script, &T) -> redis::ScriptInvocation<'s>,
+) -> redis::RedisResult<Vec<u64>> {
+    let mut conn = redis.conn().await?;
+    // A pipeline sends EVALSHA without the fallback to EVAL: load first.
+    script.prepare_invoke().load_async(&mut conn).await?;
+    let mut replies = Vec::with_capacity(items.len());
+    for page in items.chunks(SCRIPT_PAGE) {
+        let mut pipe = redis::pipe();
+        for item in page {
+            pipe.invoke_script(&call(script, item));
+        }
+        replies.extend(pipe.query_async::<Vec<u64>>(&mut conn).await?);
+    }
+    Ok(replies)
+}
 
 /// Raises each user's daily counter of `day` to at least the given count
 /// (`daily_floor.lua`, one key per call, so each call stays in its user's
@@ -80,24 +102,13 @@ pub async fn raise_daily(
     day: &crate::daily::Day,
     counts: &[(UserId, u32)],
 ) -> redis::RedisResult<u64> {
-    let mut conn = redis.conn().await?;
-    // A pipeline sends EVALSHA without the fallback to EVAL: load first.
-    DAILY_FLOOR.prepare_invoke().load_async(&mut conn).await?;
-    let mut raised = 0;
-    for page in counts.chunks(SCRIPT_PAGE) {
-        let mut pipe = redis::pipe();
-        for (user, count) in page {
-            pipe.invoke_script(
-                DAILY_FLOOR
-                    .key(daily_key(redis.keys(), *user, &day.label))
-                    .arg(*count)
-                    .arg(day.ttl_secs),
-            );
-        }
-        let replies: Vec<u64> = pipe.query_async(&mut conn).await?;
-        raised += replies.iter().sum::<u64>();
-    }
-    Ok(raised)
+    let replies = invoke_each(redis, &DAILY_FLOOR, counts, |script, (user, count)| {
+        let mut call = script.key(daily_key(redis.keys(), *user, &day.label));
+        call.arg(*count).arg(day.ttl_secs);
+        call
+    })
+    .await?;
+    Ok(replies.iter().sum())
 }
 
 /// Gives Redis back the issues of `coupon` that MySQL holds and Redis
@@ -113,36 +124,28 @@ pub async fn remember(
     now_ms: i64,
 ) -> redis::RedisResult<Vec<UserId>> {
     let k = CouponKeys::new(redis.keys(), coupon);
-    let mut conn = redis.conn().await?;
-    REMEMBER.prepare_invoke().load_async(&mut conn).await?;
-    let mut remembered = Vec::new();
-    for page in issues.chunks(SCRIPT_PAGE) {
-        let mut pipe = redis::pipe();
-        for (user, issued_at) in page {
-            let counts_today = (today.starts..today.ends).contains(issued_at);
-            pipe.invoke_script(
-                REMEMBER
-                    .key(&k.meta)
-                    .key(&k.stock)
-                    .key(&k.issued)
-                    .key(&k.results)
-                    .key(daily_key(redis.keys(), *user, &today.label))
-                    .arg(user.0)
-                    .arg(issued_at.timestamp_millis())
-                    .arg(if counts_today { "1" } else { "0" })
-                    .arg(today.ttl_secs)
-                    .arg(now_ms),
-            );
-        }
-        let replies: Vec<u8> = pipe.query_async(&mut conn).await?;
-        remembered.extend(
-            page.iter()
-                .zip(replies)
-                .filter(|(_, taken)| *taken == 1)
-                .map(|((user, _), _)| *user),
-        );
-    }
-    Ok(remembered)
+    let replies = invoke_each(redis, &REMEMBER, issues, |script, (user, issued_at)| {
+        let counts_today = (today.starts..today.ends).contains(issued_at);
+        let mut call = script.prepare_invoke();
+        call.key(&k.meta)
+            .key(&k.stock)
+            .key(&k.issued)
+            .key(&k.results)
+            .key(daily_key(redis.keys(), *user, &today.label))
+            .arg(user.0)
+            .arg(issued_at.timestamp_millis())
+            .arg(if counts_today { "1" } else { "0" })
+            .arg(today.ttl_secs)
+            .arg(now_ms);
+        call
+    })
+    .await?;
+    Ok(issues
+        .iter()
+        .zip(replies)
+        .filter(|(_, taken)| *taken == 1)
+        .map(|((user, _), _)| *user)
+        .collect())
 }
 
 /// What `enqueue.lua` answered.

@@ -187,12 +187,7 @@ async fn stats_dashboard_and_my_coupons() {
     let (user_id, user) = app.user(&format!("v.{}@example.com", rand_suffix())).await;
 
     // An issue as the persister would write it.
-    sqlx::query("INSERT INTO coupon_issue (user_id, coupon_id, issued_at) VALUES (?, ?, NOW(3))")
-        .bind(user_id)
-        .bind(id)
-        .execute(&app.state.db)
-        .await
-        .unwrap();
+    app.persist_issue(user_id, id).await;
 
     let stats = app
         .get(&format!("/api/admin/coupons/{id}/stats"), Some(&admin))
@@ -233,12 +228,7 @@ async fn a_claim_that_warms_up_a_lost_coupon_knows_its_holders() {
     let id = coupon["id"].as_u64().unwrap();
     let (holder_id, holder) = app.user(&format!("h.{}@example.com", rand_suffix())).await;
     let (_, other) = app.user(&format!("o.{}@example.com", rand_suffix())).await;
-    sqlx::query("INSERT INTO coupon_issue (user_id, coupon_id, issued_at) VALUES (?, ?, NOW(3))")
-        .bind(holder_id)
-        .bind(id)
-        .execute(&app.state.db)
-        .await
-        .unwrap();
+    app.persist_issue(holder_id, id).await;
     // Redis loses the coupon; the next claim warms it up from MySQL.
     let k = CouponKeys::new(app.state.redis.keys(), CouponId(id));
     let mut conn = app.state.redis.conn().await.unwrap();
@@ -273,12 +263,8 @@ async fn a_claim_after_a_redis_loss_still_counts_the_days_issues() {
     let second = app.coupon(&admin, active_coupon("Evening", 10)).await;
     let (holder_id, holder) = app.user(&format!("h.{}@example.com", rand_suffix())).await;
     let (_, other) = app.user(&format!("o.{}@example.com", rand_suffix())).await;
-    sqlx::query("INSERT INTO coupon_issue (user_id, coupon_id, issued_at) VALUES (?, ?, NOW(3))")
-        .bind(holder_id)
-        .bind(first["id"].as_u64().unwrap())
-        .execute(&app.state.db)
-        .await
-        .unwrap();
+    app.persist_issue(holder_id, first["id"].as_u64().unwrap())
+        .await;
     coupon_core::testing::lose_redis(&app.state.redis)
         .await
         .unwrap();

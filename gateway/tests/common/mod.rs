@@ -130,6 +130,18 @@ impl TestApp {
         self.state.tokens.issue(id, role).unwrap()
     }
 
+    /// An issue row made now, as the persister would write it.
+    pub async fn persist_issue(&self, user_id: u64, coupon_id: u64) {
+        sqlx::query(
+            "INSERT INTO coupon_issue (user_id, coupon_id, issued_at) VALUES (?, ?, NOW(3))",
+        )
+        .bind(user_id)
+        .bind(coupon_id)
+        .execute(&self.state.db)
+        .await
+        .unwrap();
+    }
+
     /// Creates a coupon as admin; returns its JSON.
     pub async fn coupon(&self, admin: &str, body: Value) -> Value {
         let created = self.post("/api/admin/coupons", Some(admin), &body).await;
