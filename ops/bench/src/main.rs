@@ -16,8 +16,10 @@
 //! `/proc/<pid>/task/*/schedstat`), the figure to watch when tuning the
 //! claim path on a machine whose cores the client shares, and how the
 //! machine's CPU time during the claims split between the gateway, the
-//! worker, the bench client, Redis, the broker and MariaDB (and during
-//! the `/healthz` phase). Claim latencies are also printed by answer (202
+//! worker, the bench client, Redis, the broker and MariaDB (during the
+//! whole storm, during the sale alone, up to the last 202 answer, read
+//! every 10 ms on a thread of its own, and during the `/healthz` phase).
+//! Claim latencies are also printed by answer (202
 //! joined the line, 410 turned away), for the door opening, the first
 //! C answers, when all C connections sent at once, against the rest, and
 //! on sale (up to the last 202) against after, with how many 410s the
@@ -39,7 +41,7 @@
 
 use std::os::unix::process::ExitStatusExt;
 use std::process::{Child, Command};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -305,6 +307,43 @@ impl CpuUse {
             100.0 * (busy - known).max(0.0) / busy
         ));
         format!("{busy:.2} s busy: {}", text.join(", "))
+    }
+}
+
+/// Readings of a [`CpuUse`] every 10 ms on a thread of its own, each
+/// with the time it was taken, until dropped: for the CPU of a phase whose
+/// end is known only afterwards (the sale).
+struct CpuTrace {
+    readings: Arc<std::sync::Mutex<Vec<(Duration, CpuReading)>>>,
+    stop: Arc<AtomicBool>,
+}
+
+impl CpuTrace {
+    fn start(cpu_use: Arc<CpuUse>, since: Instant) -> Self {
+        let readings: Arc<std::sync::Mutex<Vec<(Duration, CpuReading)>>> = Arc::default();
+        let stop = Arc::new(AtomicBool::new(false));
+        let (into, stopped) = (readings.clone(), stop.clone());
+        std::thread::spawn(move || {
+            while !stopped.load(Ordering::Relaxed) {
+                let reading = cpu_use.read();
+                into.lock().expect("lock").push((since.elapsed(), reading));
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        });
+        Self { readings, stop }
+    }
+
+    /// The first reading taken at or after `at`, with its time.
+    fn at(&self, at: Duration) -> Option<(Duration, CpuReading)> {
+        let mut readings = self.readings.lock().expect("lock");
+        let i = readings.iter().position(|(t, _)| *t >= at)?;
+        Some(readings.swap_remove(i))
+    }
+}
+
+impl Drop for CpuTrace {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
     }
 }
 
@@ -576,16 +615,19 @@ async fn main() -> anyhow::Result<()> {
         );
     }
 
-    let cpu_use = CpuUse::new(vec![
+    let cpu_use = Arc::new(CpuUse::new(vec![
         ("gateway", vec![gateway.lock().expect("lock").child.id()]),
         ("worker", vec![worker.lock().expect("lock").child.id()]),
         ("bench client", vec![std::process::id()]),
         ("Redis", CpuUse::pids_named("redis-server")),
         ("broker", CpuUse::pids_named("tansu")),
         ("MariaDB", CpuUse::pids_named("mariadbd")),
-    ]);
+    ]));
     let storm_cpu_before = cpu_use.read();
     let storm = Instant::now();
+    let storm_trace = CpuTrace::start(cpu_use.clone(), storm);
+    // When the last 202 came, in microseconds into the storm: the sale's end.
+    let last_202 = Arc::new(AtomicU64::new(0));
     let gateway_cpu_before = gateway.lock().expect("lock").cpu_time();
     let fault_done: Arc<std::sync::Mutex<Option<Duration>>> = Arc::default();
     if let Some(fault) = options.fault {
@@ -627,8 +669,13 @@ async fn main() -> anyhow::Result<()> {
     let tickets: Arc<std::sync::Mutex<Vec<(usize, String)>>> = Arc::default();
     let (claim_rate, mut claim_lat, statuses) = hammer(options.users, options.concurrency, |_| {
         let i = next.fetch_add(1, Ordering::Relaxed);
-        let (http, users, tickets, base) =
-            (http.clone(), users.clone(), tickets.clone(), base.clone());
+        let (http, users, tickets, base, last_202) = (
+            http.clone(),
+            users.clone(),
+            tickets.clone(),
+            base.clone(),
+            last_202.clone(),
+        );
         async move {
             // A client whose connection broke (a gateway restarting) tries
             // again, as a person pressing the button again would.
@@ -656,6 +703,7 @@ async fn main() -> anyhow::Result<()> {
                         return 0;
                     };
                     if status == 202 {
+                        last_202.fetch_max(storm.elapsed().as_micros() as u64, Ordering::Relaxed);
                         if let Ok(body) = serde_json::from_slice::<serde_json::Value>(&body) {
                             if let Some(t) = body["ticket_id"].as_str() {
                                 tickets.lock().expect("lock").push((i, t.to_owned()));
@@ -671,6 +719,18 @@ async fn main() -> anyhow::Result<()> {
     .await;
     let claims_done = storm.elapsed();
     let storm_cpu = cpu_use.describe(&storm_cpu_before, &cpu_use.read());
+    let sale_cpu = storm_trace
+        .at(Duration::from_micros(last_202.load(Ordering::Relaxed)))
+        .map_or_else(
+            || "not traced)".to_owned(),
+            |(t, r)| {
+                format!(
+                    "the first {t:.2?} of the storm, up to the last 202): {}",
+                    cpu_use.describe(&storm_cpu_before, &r)
+                )
+            },
+        );
+    drop(storm_trace);
     let gateway_cpu_per_claim = gateway
         .lock()
         .expect("lock")
@@ -929,6 +989,7 @@ async fn main() -> anyhow::Result<()> {
         "CPU while the claims were answered ({claims_done:.2?} on {} cores): {storm_cpu}",
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );
+    println!("CPU while on sale ({sale_cpu}");
     println!("CPU while /healthz was answered: {healthz_cpu}");
     println!("peak RSS: gateway {gateway_rss:.1} MB, worker {worker_rss:.1} MB; Redis {redis_per_user:.0} bytes per waiting user");
     println!();
