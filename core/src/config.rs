@@ -238,7 +238,7 @@ impl Config {
                 v.parse::<Tz>()
                     .map_err(|_| "expected an IANA time zone such as Asia/Seoul".into())
             })?,
-            admission_rate_per_sec: env.number("ADMISSION_RATE_PER_SEC", 500, 1..=1_000_000)?,
+            admission_rate_per_sec: env.number("ADMISSION_RATE_PER_SEC", 500, 1..=100_000)?,
             ticket_ttl: Duration::from_secs(env.number(
                 "TICKET_TTL_SECS",
                 3600,
@@ -425,6 +425,7 @@ mod tests {
             ("APP_ENV", "staging"),
             ("LOG_FORMAT", "xml"),
             ("ADMISSION_RATE_PER_SEC", "0"),
+            ("ADMISSION_RATE_PER_SEC", "100001"),
             ("ADMIN_EMAIL", "admin@example.com"),
         ];
         for (var, value) in cases {

@@ -1,0 +1,81 @@
+//! The admitter keeps a coupon's admission rate: no more than its tokens
+//! allow, and all that they allow, however high the rate is set (the admin
+//! API takes up to 100,000 a second, more than one `admit.lua` call takes).
+
+use std::sync::Arc;
+
+use chrono::Utc;
+use coupon_core::domain::{CouponId, UserId};
+use coupon_core::scripts::{self, Claimant, CouponKeys, Enqueued};
+use coupon_core::testing::{redis_coupon, TestEnv};
+use coupon_core::{daily, RedisStore};
+use redis::AsyncCommands;
+use worker::admitter::{AdmitReport, Admitter};
+
+/// A Redis-only coupon with `users` waiting in its line.
+async fn line(env: &TestEnv, stock: u32, rate: u32, users: u64) -> (RedisStore, CouponId) {
+    let redis = RedisStore::new(&env.config).unwrap();
+    let coupon = redis_coupon(&redis, 1, stock, rate).await.id;
+    let now = Utc::now();
+    let day = daily::day_of(now, env.config.daily_limit_tz);
+    let claimants: Vec<Claimant> = (1..=users)
+        .map(|u| Claimant::new(redis.keys(), UserId(u), &day.label, now.timestamp_millis()))
+        .collect();
+    for page in claimants.chunks(256) {
+        let answers = scripts::enqueue_many(&redis, coupon, page, 1)
+            .await
+            .unwrap();
+        assert!(
+            answers
+                .iter()
+                .all(|a| matches!(a, Enqueued::Waiting { .. })),
+            "every claimant joins the line: {answers:?}"
+        );
+    }
+    (redis, coupon)
+}
+
+async fn waiting(redis: &RedisStore, coupon: CouponId) -> u64 {
+    let keys = CouponKeys::new(redis.keys(), coupon);
+    let mut conn = redis.conn().await.unwrap();
+    conn.zcard(&keys.queue).await.unwrap()
+}
+
+#[tokio::test]
+async fn a_rate_above_one_calls_batch_is_kept() {
+    let env = TestEnv::unmigrated(&[]);
+    // 100,000 a second, a second's worth banked: all 5,000 are due now.
+    let (redis, coupon) = line(&env, 3000, 100_000, 5000).await;
+    let admitter = Admitter::new(Arc::new(env.config.clone()), redis.clone());
+
+    let report = admitter.admit_once(coupon).await.unwrap();
+
+    assert_eq!(
+        report,
+        AdmitReport {
+            issued: 3000,
+            rejected: 2000
+        },
+        "one pass decides everyone the rate allows, in calls of 1,000"
+    );
+    assert_eq!(waiting(&redis, coupon).await, 0);
+}
+
+#[tokio::test]
+async fn a_low_rate_admits_only_its_tokens() {
+    let env = TestEnv::unmigrated(&[]);
+    // 10 a second, a second's worth banked: 10 are due now, not 50.
+    let (redis, coupon) = line(&env, 100, 10, 50).await;
+    let admitter = Admitter::new(Arc::new(env.config.clone()), redis.clone());
+
+    let report = admitter.admit_once(coupon).await.unwrap();
+
+    assert_eq!(
+        report,
+        AdmitReport {
+            issued: 10,
+            rejected: 0
+        }
+    );
+    assert_eq!(waiting(&redis, coupon).await, 40);
+}
