@@ -103,6 +103,21 @@ pub async fn lose_redis(redis: &crate::RedisStore) -> anyhow::Result<()> {
     }
 }
 
+/// What Redis losing one coupon looks like (an eviction, a partial
+/// restore): its meta, stock and holders are gone, the rest stays.
+pub async fn lose_coupon(
+    redis: &crate::RedisStore,
+    coupon: crate::domain::CouponId,
+) -> anyhow::Result<()> {
+    let k = crate::scripts::CouponKeys::new(redis.keys(), coupon);
+    let mut conn = redis.conn().await?;
+    let _: () = redis::cmd("DEL")
+        .arg(&[&k.meta, &k.stock, &k.issued])
+        .query_async(&mut conn)
+        .await?;
+    Ok(())
+}
+
 /// A loopback port where nothing listens: bind, read the port, close.
 pub fn dead_port() -> u16 {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port");

@@ -4,7 +4,6 @@ mod common;
 
 use common::{active_coupon, rand_suffix, TestApp};
 use coupon_core::domain::CouponId;
-use coupon_core::scripts::CouponKeys;
 use serde_json::json;
 
 #[tokio::test]
@@ -230,11 +229,7 @@ async fn a_claim_that_warms_up_a_lost_coupon_knows_its_holders() {
     let (_, other) = app.user(&format!("o.{}@example.com", rand_suffix())).await;
     app.persist_issue(holder_id, id).await;
     // Redis loses the coupon; the next claim warms it up from MySQL.
-    let k = CouponKeys::new(app.state.redis.keys(), CouponId(id));
-    let mut conn = app.state.redis.conn().await.unwrap();
-    let _: () = redis::cmd("DEL")
-        .arg(&[&k.meta, &k.stock, &k.issued])
-        .query_async(&mut conn)
+    coupon_core::testing::lose_coupon(&app.state.redis, CouponId(id))
         .await
         .unwrap();
 

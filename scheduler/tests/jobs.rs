@@ -392,13 +392,11 @@ async fn activation_warms_coupons_redis_lost_with_their_holders() {
     let users = s.users(1).await;
     s.persist_issue(coupon, users[0].0, Utc::now()).await;
     // Redis loses the coupon.
-    let k = CouponKeys::new(s.state.redis.keys(), coupon);
-    let mut conn = s.state.redis.conn().await.unwrap();
-    let _: () = redis::cmd("DEL")
-        .arg(&[&k.meta, &k.stock, &k.issued])
-        .query_async(&mut conn)
+    coupon_core::testing::lose_coupon(&s.state.redis, coupon)
         .await
         .unwrap();
+    let k = CouponKeys::new(s.state.redis.keys(), coupon);
+    let mut conn = s.state.redis.conn().await.unwrap();
 
     assert_eq!(Job::Activation.run(&s.ctx).await.unwrap(), 1);
     let stock: i64 = conn.get(&k.stock).await.unwrap();
