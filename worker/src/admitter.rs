@@ -54,14 +54,18 @@ impl Admitter {
 
     /// Admits what the rate allows now from one coupon's line and decides
     /// those claims: calls of up to [`MAX_BATCH`] users while each comes
-    /// back full, at most [`MAX_CALLS_PER_TICK`] of them.
+    /// back full, at most [`MAX_CALLS_PER_TICK`] of them. A call that sold
+    /// the coupon out is followed by another too, which drains the line
+    /// (sold out, the rate no longer applies): the users still waiting
+    /// hear `SOLD_OUT` now, not a tick later, and the gateways may answer
+    /// the coupon's claims themselves that much sooner.
     pub async fn admit_once(&self, coupon: CouponId) -> anyhow::Result<AdmitReport> {
         let mut report = AdmitReport::default();
         for _ in 0..MAX_CALLS_PER_TICK {
-            let (decided, full) = self.admit_call(coupon).await?;
+            let (decided, more) = self.admit_call(coupon).await?;
             report.issued += decided.issued;
             report.rejected += decided.rejected;
-            if !full {
+            if !more {
                 break;
             }
         }
@@ -69,7 +73,8 @@ impl Admitter {
     }
 
     /// One `admit.lua` call and the claim script for the users it took;
-    /// whether the call took as many as it may (more may be due).
+    /// whether another call may find users due now: this one took as many
+    /// as it may, or it sold the coupon out.
     async fn admit_call(&self, coupon: CouponId) -> anyhow::Result<(AdmitReport, bool)> {
         let now = Utc::now();
         let users = scripts::admit(
@@ -85,6 +90,7 @@ impl Admitter {
             return Ok((report, false));
         }
         let full = users.len() >= MAX_BATCH as usize;
+        let mut sold_out = false;
         let day = daily::day_of(now, self.config.daily_limit_tz);
         let label = coupon.to_string();
         for chunk in users.chunks(CLAIM_CHUNK) {
@@ -106,14 +112,22 @@ impl Admitter {
             for (_, outcome) in &decided {
                 metrics::counter!(names::CLAIM_OUTCOMES, "outcome" => outcome.as_str())
                     .increment(1);
-                if *outcome == Outcome::Issued {
-                    report.issued += 1;
-                } else {
-                    report.rejected += 1;
+                match outcome {
+                    Outcome::Issued => report.issued += 1,
+                    Outcome::SoldOut => {
+                        sold_out = true;
+                        report.rejected += 1;
+                    }
+                    _ => report.rejected += 1,
                 }
             }
         }
-        Ok((report, full))
+        // The last coupon issued with nobody after it in this call: only
+        // the stock tells.
+        if !full && !sold_out && report.issued > 0 {
+            sold_out = stock::stock(&self.redis, coupon).await? == Some(0);
+        }
+        Ok((report, full || sold_out))
     }
 
     /// One pass over every active coupon.

@@ -1,6 +1,7 @@
 //! The admitter keeps a coupon's admission rate: no more than its tokens
 //! allow, and all that they allow, however high the rate is set (the admin
-//! API takes up to 100,000 a second, more than one `admit.lua` call takes).
+//! API takes up to 100,000 a second, more than one `admit.lua` call takes);
+//! and the pass that sells a coupon out drains its line at once.
 
 use std::sync::Arc;
 
@@ -78,4 +79,44 @@ async fn a_low_rate_admits_only_its_tokens() {
         }
     );
     assert_eq!(waiting(&redis, coupon).await, 40);
+}
+
+#[tokio::test]
+async fn the_pass_that_sells_out_tells_the_whole_line() {
+    let env = TestEnv::unmigrated(&[]);
+    // 10 due at 10 a second, 5 coupons: the fifth issue ends the sale,
+    // and the 40 behind the tokens hear it in the same pass.
+    let (redis, coupon) = line(&env, 5, 10, 50).await;
+    let admitter = Admitter::new(Arc::new(env.config.clone()), redis.clone());
+
+    let report = admitter.admit_once(coupon).await.unwrap();
+
+    assert_eq!(
+        report,
+        AdmitReport {
+            issued: 5,
+            rejected: 45
+        }
+    );
+    assert_eq!(waiting(&redis, coupon).await, 0);
+}
+
+#[tokio::test]
+async fn the_last_coupon_of_a_full_batch_ends_the_sale_in_that_pass() {
+    let env = TestEnv::unmigrated(&[]);
+    // The 10 due take exactly the 10 coupons: nobody of the call hears
+    // SOLD_OUT, the stock says it.
+    let (redis, coupon) = line(&env, 10, 10, 50).await;
+    let admitter = Admitter::new(Arc::new(env.config.clone()), redis.clone());
+
+    let report = admitter.admit_once(coupon).await.unwrap();
+
+    assert_eq!(
+        report,
+        AdmitReport {
+            issued: 10,
+            rejected: 40
+        }
+    );
+    assert_eq!(waiting(&redis, coupon).await, 0);
 }

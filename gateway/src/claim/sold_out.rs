@@ -33,8 +33,10 @@ use coupon_core::RedisStore;
 pub const MAX_USERS: u32 = 1_000_000;
 /// Most users kept over all coupons (32 MB).
 pub const MAX_TOTAL: usize = 4_000_000;
-/// How soon to look again when the line was not empty yet.
-const LOOK_AGAIN: Duration = Duration::from_millis(50);
+/// How soon to look again when the line was not empty yet (the admitter
+/// drains it in the pass that sells the coupon out, so within a few
+/// milliseconds; a look is one small script call).
+const LOOK_AGAIN: Duration = Duration::from_millis(10);
 /// How soon to look again after an error, or when a set did not fit.
 const LOOK_LATER: Duration = Duration::from_secs(5);
 /// A look that never reported back (its task was dropped) is retried after this.
