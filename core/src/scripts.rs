@@ -31,6 +31,8 @@ static DAILY_FLOOR: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("../../lua/daily_floor.lua")));
 static REMEMBER: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("../../lua/remember.lua")));
+static DELIVERED: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("../../lua/delivered.lua")));
 
 /// Names of one coupon's keys.
 #[derive(Clone, Debug)]
@@ -481,4 +483,23 @@ pub async fn sold_out_users(
     users.sort_unstable();
     users.dedup();
     Ok(Some(SoldOutUsers { valid_to_ms, users }))
+}
+
+/// `delivered.lua`: the outbox entries `ids` of `coupon` are in Kafka:
+/// acknowledged in `group`, and the stream trimmed up to its first entry
+/// not delivered yet.
+pub async fn delivered(
+    redis: &RedisStore,
+    coupon: CouponId,
+    group: &str,
+    ids: &[String],
+) -> redis::RedisResult<()> {
+    let k = CouponKeys::new(redis.keys(), coupon);
+    let mut conn = redis.conn().await?;
+    DELIVERED
+        .key(&k.outbox)
+        .arg(group)
+        .arg(ids)
+        .invoke_async(&mut conn)
+        .await
 }

@@ -1,7 +1,7 @@
 //! The Lua scripts against a real Redis: every claim outcome, mixed
 //! batches, duplicates, stock at the edges, the daily limit across coupons
-//! and days, idempotence, admission order and rate, the sold-out drain, and
-//! issues Redis forgot taken back.
+//! and days, idempotence, admission order and rate, the sold-out drain,
+//! issues Redis forgot taken back, and delivered entries leaving the outbox.
 
 use chrono::{Duration, Utc};
 use coupon_core::daily::{day_of, Day};
@@ -491,4 +491,54 @@ async fn remember_takes_back_only_what_redis_forgot() {
         .await
         .unwrap();
     assert_eq!(exists, 0);
+}
+
+#[tokio::test]
+async fn delivered_entries_leave_the_outbox_and_nothing_undelivered_does() {
+    let f = Fixture::new("5");
+    let coupon = CouponId(1);
+    let outbox = CouponKeys::new(f.redis.keys(), coupon).outbox;
+    let mut conn = f.redis.conn().await.unwrap();
+    let mut ids = Vec::new();
+    for user in 1..=8u64 {
+        let id: String = conn.xadd(&outbox, "*", &[("user", user)]).await.unwrap();
+        ids.push(id);
+    }
+    let _: () = conn.xgroup_create(&outbox, "relay", "0").await.unwrap();
+    // Two relays: a reads 1-3, b reads 4-6; 7 and 8 are read by nobody yet.
+    for (consumer, count) in [("a", 3), ("b", 3)] {
+        let _: redis::streams::StreamReadReply = conn
+            .xread_options(
+                &[&outbox],
+                &[">"],
+                &redis::streams::StreamReadOptions::default()
+                    .group("relay", consumer)
+                    .count(count),
+            )
+            .await
+            .unwrap();
+    }
+    // b is delivered first: a's older entries are still on their way, so
+    // nothing before them may go, and b's wait behind them.
+    scripts::delivered(&f.redis, coupon, "relay", &ids[3..6])
+        .await
+        .unwrap();
+    let len: u64 = conn.xlen(&outbox).await.unwrap();
+    assert_eq!(len, 8);
+
+    // a is delivered: everything the group was given is gone; the unread
+    // entries stay, and are the whole stream.
+    scripts::delivered(&f.redis, coupon, "relay", &ids[0..3])
+        .await
+        .unwrap();
+    let left: redis::streams::StreamRangeReply = conn.xrange_all(&outbox).await.unwrap();
+    let left: Vec<&str> = left.ids.iter().map(|e| e.id.as_str()).collect();
+    assert_eq!(left, [ids[6].as_str(), ids[7].as_str()]);
+
+    // A repeated call (a relay that retried) changes nothing.
+    scripts::delivered(&f.redis, coupon, "relay", &ids[0..3])
+        .await
+        .unwrap();
+    let len: u64 = conn.xlen(&outbox).await.unwrap();
+    assert_eq!(len, 2);
 }

@@ -2,8 +2,9 @@
 //!
 //! It reads with a consumer group (`relay`), produces one event per coupon
 //! batch with the idempotent producer (acks=all, key = coupon id), and only
-//! after the delivery report succeeded acknowledges and deletes the entries
-//! (XACK + XDEL: the stream's length is the undelivered backlog). Entries a
+//! after the delivery report succeeded acknowledges the entries and trims
+//! the stream up to the first one not delivered yet (`lua/delivered.lua`:
+//! the stream's length is the undelivered backlog). Entries a
 //! dead relay left pending are reclaimed after [`RECLAIM_IDLE`]. While Kafka
 //! is down, entries stay pending and are retried with backoff; claims keep
 //! being answered, since nothing on the claim path waits for Kafka.
@@ -17,7 +18,7 @@ use std::time::Duration;
 
 use coupon_core::domain::{CouponId, UserId};
 use coupon_core::events::{Event, Issue};
-use coupon_core::scripts::CouponKeys;
+use coupon_core::scripts::{self, CouponKeys};
 use coupon_core::{metrics as names, stock, Config, RedisStore};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use redis::streams::{StreamId, StreamReadOptions, StreamReadReply};
@@ -160,14 +161,7 @@ impl Relay {
             }
         }
         // Delivered: now, and only now, the entries may leave the stream.
-        let mut conn = self.redis.conn().await?;
-        redis::pipe()
-            .xack(&key, GROUP, &ids)
-            .ignore()
-            .xdel(&key, &ids)
-            .ignore()
-            .query_async::<()>(&mut conn)
-            .await?;
+        scripts::delivered(&self.redis, coupon, GROUP, &ids).await?;
         metrics::counter!(names::RELAYED_ISSUES).increment(ids.len() as u64);
         Ok(ids.len())
     }
