@@ -23,8 +23,10 @@
 //! joined the line, 410 turned away), for the door opening, the first
 //! C answers, when all C connections sent at once, against the rest, and
 //! on sale (up to the last 202) against after, with how many 410s the
-//! gateway answered without Redis. It checks the invariants afterwards and
-//! exits non-zero if one broke.
+//! gateway answered without Redis, and which commands took Redis's time
+//! while the claims were answered (`INFO commandstats`, read before and
+//! after). It checks the invariants afterwards and exits non-zero if one
+//! broke.
 //!
 //! Options (environment): BENCH_USERS (100000), BENCH_STOCK (10000),
 //! BENCH_CONCURRENCY (1000), BENCH_RATE (admissions per second, 20000),
@@ -308,6 +310,56 @@ impl CpuUse {
         ));
         format!("{busy:.2} s busy: {}", text.join(", "))
     }
+}
+
+/// Redis's own time per command since it started (`INFO commandstats`):
+/// name, calls, microseconds.
+async fn redis_command_time(redis: &RedisStore) -> anyhow::Result<Vec<(String, u64, u64)>> {
+    let mut conn = redis.conn().await?;
+    let info: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query_async(&mut conn)
+        .await?;
+    Ok(info
+        .lines()
+        .filter_map(|line| {
+            // cmdstat_<name>:calls=<n>,usec=<n>,...
+            let (name, fields) = line.strip_prefix("cmdstat_")?.split_once(':')?;
+            let field = |key: &str| {
+                fields
+                    .split(',')
+                    .find_map(|f| f.strip_prefix(key)?.strip_prefix('=')?.parse::<u64>().ok())
+            };
+            Some((name.to_owned(), field("calls")?, field("usec")?))
+        })
+        .collect())
+}
+
+/// The commands that took Redis the most time between two readings of
+/// [`redis_command_time`], most first.
+fn describe_redis_time(before: &[(String, u64, u64)], after: &[(String, u64, u64)]) -> String {
+    let mut spent: Vec<(&str, u64, u64)> = after
+        .iter()
+        .map(|(name, calls, usec)| {
+            let (c0, u0) = before
+                .iter()
+                .find(|(n, _, _)| n == name)
+                .map_or((0, 0), |(_, c, u)| (*c, *u));
+            (
+                name.as_str(),
+                calls.saturating_sub(c0),
+                usec.saturating_sub(u0),
+            )
+        })
+        .filter(|(_, calls, _)| *calls > 0)
+        .collect();
+    spent.sort_by_key(|s| std::cmp::Reverse(s.2));
+    spent
+        .iter()
+        .take(8)
+        .map(|(name, calls, usec)| format!("{name} {:.1} ms ({calls})", *usec as f64 / 1000.0))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Readings of a [`CpuUse`] every 10 ms on a thread of its own, each
@@ -623,6 +675,8 @@ async fn main() -> anyhow::Result<()> {
         ("broker", CpuUse::pids_named("tansu")),
         ("MariaDB", CpuUse::pids_named("mariadbd")),
     ]));
+    let stats_redis = RedisStore::new(config)?;
+    let redis_time_before = redis_command_time(&stats_redis).await?;
     let storm_cpu_before = cpu_use.read();
     let storm = Instant::now();
     let storm_trace = CpuTrace::start(cpu_use.clone(), storm);
@@ -719,6 +773,8 @@ async fn main() -> anyhow::Result<()> {
     .await;
     let claims_done = storm.elapsed();
     let storm_cpu = cpu_use.describe(&storm_cpu_before, &cpu_use.read());
+    let redis_time =
+        describe_redis_time(&redis_time_before, &redis_command_time(&stats_redis).await?);
     let sale_cpu = storm_trace
         .at(Duration::from_micros(last_202.load(Ordering::Relaxed)))
         .map_or_else(
@@ -990,6 +1046,7 @@ async fn main() -> anyhow::Result<()> {
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );
     println!("CPU while on sale ({sale_cpu}");
+    println!("Redis time by command while the claims were answered (calls; a script's commands count in evalsha and on their own): {redis_time}");
     println!("CPU while /healthz was answered: {healthz_cpu}");
     println!("peak RSS: gateway {gateway_rss:.1} MB, worker {worker_rss:.1} MB; Redis {redis_per_user:.0} bytes per waiting user");
     println!();
