@@ -6,15 +6,18 @@
 use std::sync::Arc;
 
 use chrono::Utc;
-use coupon_core::domain::{CouponId, UserId};
+use coupon_core::domain::UserId;
 use coupon_core::scripts::{self, Claimant, CouponKeys, Enqueued};
 use coupon_core::testing::{redis_coupon, TestEnv};
 use coupon_core::{daily, RedisStore};
 use redis::AsyncCommands;
 use worker::admitter::{AdmitReport, Admitter};
 
-/// A Redis-only coupon with `users` waiting in its line.
-async fn line(env: &TestEnv, stock: u32, rate: u32, users: u64) -> (RedisStore, CouponId) {
+/// One admitter pass over a Redis-only coupon of `stock` at `rate` a
+/// second (a second's worth banked) with `users` waiting in its line: what
+/// the pass decided, and how many are still waiting.
+async fn one_pass(stock: u32, rate: u32, users: u64) -> (AdmitReport, u64) {
+    let env = TestEnv::unmigrated(&[]);
     let redis = RedisStore::new(&env.config).unwrap();
     let coupon = redis_coupon(&redis, 1, stock, rate).await.id;
     let now = Utc::now();
@@ -33,90 +36,45 @@ async fn line(env: &TestEnv, stock: u32, rate: u32, users: u64) -> (RedisStore, 
             "every claimant joins the line: {answers:?}"
         );
     }
-    (redis, coupon)
-}
 
-async fn waiting(redis: &RedisStore, coupon: CouponId) -> u64 {
+    let admitter = Admitter::new(Arc::new(env.config.clone()), redis.clone());
+    let report = admitter.admit_once(coupon).await.unwrap();
+
     let keys = CouponKeys::new(redis.keys(), coupon);
     let mut conn = redis.conn().await.unwrap();
-    conn.zcard(&keys.queue).await.unwrap()
+    let waiting: u64 = conn.zcard(&keys.queue).await.unwrap();
+    (report, waiting)
+}
+
+fn decided(issued: u64, rejected: u64) -> AdmitReport {
+    AdmitReport { issued, rejected }
 }
 
 #[tokio::test]
 async fn a_rate_above_one_calls_batch_is_kept() {
-    let env = TestEnv::unmigrated(&[]);
-    // 100,000 a second, a second's worth banked: all 5,000 are due now.
-    let (redis, coupon) = line(&env, 3000, 100_000, 5000).await;
-    let admitter = Admitter::new(Arc::new(env.config.clone()), redis.clone());
-
-    let report = admitter.admit_once(coupon).await.unwrap();
-
+    // 100,000 a second: all 5,000 are due now, in calls of 1,000.
     assert_eq!(
-        report,
-        AdmitReport {
-            issued: 3000,
-            rejected: 2000
-        },
-        "one pass decides everyone the rate allows, in calls of 1,000"
+        one_pass(3000, 100_000, 5000).await,
+        (decided(3000, 2000), 0)
     );
-    assert_eq!(waiting(&redis, coupon).await, 0);
 }
 
 #[tokio::test]
 async fn a_low_rate_admits_only_its_tokens() {
-    let env = TestEnv::unmigrated(&[]);
-    // 10 a second, a second's worth banked: 10 are due now, not 50.
-    let (redis, coupon) = line(&env, 100, 10, 50).await;
-    let admitter = Admitter::new(Arc::new(env.config.clone()), redis.clone());
-
-    let report = admitter.admit_once(coupon).await.unwrap();
-
-    assert_eq!(
-        report,
-        AdmitReport {
-            issued: 10,
-            rejected: 0
-        }
-    );
-    assert_eq!(waiting(&redis, coupon).await, 40);
+    // 10 a second: 10 are due now, not 50.
+    assert_eq!(one_pass(100, 10, 50).await, (decided(10, 0), 40));
 }
 
 #[tokio::test]
 async fn the_pass_that_sells_out_tells_the_whole_line() {
-    let env = TestEnv::unmigrated(&[]);
-    // 10 due at 10 a second, 5 coupons: the fifth issue ends the sale,
-    // and the 40 behind the tokens hear it in the same pass.
-    let (redis, coupon) = line(&env, 5, 10, 50).await;
-    let admitter = Admitter::new(Arc::new(env.config.clone()), redis.clone());
-
-    let report = admitter.admit_once(coupon).await.unwrap();
-
-    assert_eq!(
-        report,
-        AdmitReport {
-            issued: 5,
-            rejected: 45
-        }
-    );
-    assert_eq!(waiting(&redis, coupon).await, 0);
+    // 10 due, 5 coupons: the fifth issue ends the sale, and the 40 behind
+    // the tokens hear it in the same pass.
+    assert_eq!(one_pass(5, 10, 50).await, (decided(5, 45), 0));
 }
 
 #[tokio::test]
 async fn the_last_coupon_of_a_full_batch_ends_the_sale_in_that_pass() {
-    let env = TestEnv::unmigrated(&[]);
     // The 10 due take exactly the 10 coupons: nobody of the call hears
     // SOLD_OUT, the stock says it.
-    let (redis, coupon) = line(&env, 10, 10, 50).await;
-    let admitter = Admitter::new(Arc::new(env.config.clone()), redis.clone());
-
-    let report = admitter.admit_once(coupon).await.unwrap();
-
-    assert_eq!(
-        report,
-        AdmitReport {
-            issued: 10,
-            rejected: 40
-        }
-    );
-    assert_eq!(waiting(&redis, coupon).await, 0);
+    assert_eq!(one_pass(10, 10, 50).await, (decided(10, 40), 0));
 }
