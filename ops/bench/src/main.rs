@@ -25,8 +25,9 @@
 //! on sale (up to the last 202) against after, with how many 410s the
 //! gateway answered without Redis, and which commands took Redis's time
 //! while the claims were answered (`INFO commandstats`, read before and
-//! after). It checks the invariants afterwards and exits non-zero if one
-//! broke.
+//! after). The header names the nice value Redis runs at (`ops/services`
+//! raises its priority). It checks the invariants afterwards and exits
+//! non-zero if one broke.
 //!
 //! Options (environment): BENCH_USERS (100000), BENCH_STOCK (10000),
 //! BENCH_CONCURRENCY (1000), BENCH_RATE (admissions per second, 20000),
@@ -244,18 +245,8 @@ impl CpuUse {
     }
 
     fn seconds(&self, pid: u32) -> f64 {
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-        // Fields after the parenthesised name: state is 3rd, utime 14th,
-        // stime 15th of the whole line.
-        let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
-        let fields: Vec<&str> = rest.split_whitespace().collect();
-        let ticks = |i: usize| {
-            fields
-                .get(i)
-                .and_then(|v| v.parse::<f64>().ok())
-                .unwrap_or(0.0)
-        };
-        (ticks(11) + ticks(12)) / self.tick
+        // utime and stime are the 14th and 15th fields of the whole line.
+        (stat_field(pid, 14).unwrap_or(0.0) + stat_field(pid, 15).unwrap_or(0.0)) / self.tick
     }
 
     fn read(&self) -> CpuReading {
@@ -397,6 +388,24 @@ impl Drop for CpuTrace {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
     }
+}
+
+/// Field `n` (1-based, as in proc(5)) of `/proc/<pid>/stat`, if a number.
+fn stat_field(pid: u32, n: usize) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The name (2nd field, in parentheses) may hold spaces: count from
+    // after it, where the 3rd field starts.
+    let rest = stat.rsplit_once(')')?.1;
+    rest.split_whitespace().nth(n.checked_sub(3)?)?.parse().ok()
+}
+
+/// The nice value of Redis's command thread (`ops/services` raises it),
+/// for the table's header.
+fn redis_nice() -> String {
+    CpuUse::pids_named("redis-server")
+        .first()
+        .and_then(|&pid| stat_field(pid, 19))
+        .map_or_else(|| "unknown".to_owned(), |n| n.to_string())
 }
 
 /// Latencies in microseconds.
@@ -1011,12 +1020,13 @@ async fn main() -> anyhow::Result<()> {
 
     println!();
     println!(
-        "storm: {} users, stock {}, concurrency {}, admission rate {}/s, {} cores",
+        "storm: {} users, stock {}, concurrency {}, admission rate {}/s, {} cores, Redis at nice {}",
         options.users,
         options.stock,
         options.concurrency,
         options.rate,
-        std::thread::available_parallelism().map_or(0, |n| n.get())
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        redis_nice()
     );
     println!("claims: {} x 202, {} x 410 at the door, {} errors; tickets: {issued} issued, {rejected} rejected", count(202), sold_out_at_door, errors);
     println!("claims answered in {claims_done:.2?}; every ticket final after {all_final:.2?}; {} rows persisted {persisted_in:.2?} after the first issue (first row {first_row_after:.2?} into the storm)", options.stock);
