@@ -33,8 +33,9 @@ pub fn on_signal() -> CancellationToken {
     let child = token.clone();
     tokio::spawn(async move {
         let which = signal().await;
-        tracing::info!(signal = which, "shutdown requested");
+        // Cancelled before anything else can go wrong on the way.
         child.cancel();
+        tracing::info!(signal = which, "shutdown requested");
     });
     token
 }
