@@ -18,8 +18,11 @@
 -- KEYS[5] coupon:{id}:issued    set    users who hold this coupon
 -- ARGV[1] most users with a result plus holders worth keeping
 --
--- Reply: valid_to_ms when the coupon is sold out with nobody waiting or
--- admitted and at most ARGV[1] results plus holders; else nil.
+-- Reply: { valid_to_ms, results, holders } (the sizes of KEYS[4] and
+-- KEYS[5]) when the coupon is sold out with nobody waiting or admitted and
+-- at most ARGV[1] results plus holders; else nil. The caller asks again
+-- after reading the pages: the same answer means nothing was cleaned up
+-- or added meanwhile.
 
 local meta = redis.call('HMGET', KEYS[1], 'sold_out', 'valid_to_ms')
 if not meta[1] or not meta[2] then
@@ -28,7 +31,9 @@ end
 if redis.call('ZCARD', KEYS[2]) > 0 or redis.call('ZCARD', KEYS[3]) > 0 then
   return nil
 end
-if redis.call('HLEN', KEYS[4]) + redis.call('SCARD', KEYS[5]) > tonumber(ARGV[1]) then
+local results = redis.call('HLEN', KEYS[4])
+local holders = redis.call('SCARD', KEYS[5])
+if results + holders > tonumber(ARGV[1]) then
   return nil
 end
-return tonumber(meta[2])
+return { tonumber(meta[2]), results, holders }

@@ -202,15 +202,16 @@ async fn the_sold_out_set_names_results_and_holders_and_only_when_complete() {
         None
     );
 
-    // A larger coupon is read whole, over many pages.
+    // A larger coupon is read whole, over many pages, its holders without
+    // a result too.
     let large = redis_coupon(&redis, 2, 1, 100).await;
     let keys = CouponKeys::new(redis.keys(), large.id);
     let _: () = conn.hset(&keys.meta, "sold_out", "1").await.unwrap();
-    let results: Vec<(u64, &str)> = (1..=2500).map(|u| (u * 2, "R:SOLD_OUT")).collect();
+    let results: Vec<(u64, &str)> = (1..=12_000).map(|u| (u * 2, "R:SOLD_OUT")).collect();
     let _: () = conn.hset_multiple(&keys.results, &results).await.unwrap();
     let holders: Vec<u64> = (1..=1200).map(|u| u * 3).collect();
     let _: () = conn.sadd(&keys.issued, &holders).await.unwrap();
-    let found = scripts::sold_out_users(&redis, large.id, 5000)
+    let found = scripts::sold_out_users(&redis, large.id, 20_000)
         .await
         .unwrap()
         .unwrap();
@@ -218,4 +219,33 @@ async fn the_sold_out_set_names_results_and_holders_and_only_when_complete() {
     wanted.sort_unstable();
     wanted.dedup();
     assert_eq!(found.users, wanted);
+
+    // Every holder with an issued result: the results name them all (the
+    // set is then not read; the answer is the same).
+    let issued = redis_coupon(&redis, 3, 1, 100).await;
+    let keys = CouponKeys::new(redis.keys(), issued.id);
+    let _: () = conn.hset(&keys.meta, "sold_out", "1").await.unwrap();
+    let results: Vec<(u64, &str)> = (1..=6000)
+        .map(|u| (u, if u % 2 == 0 { "I:1" } else { "R:SOLD_OUT" }))
+        .collect();
+    let _: () = conn.hset_multiple(&keys.results, &results).await.unwrap();
+    let holders: Vec<u64> = (1..=3000).map(|u| u * 2).collect();
+    let _: () = conn.sadd(&keys.issued, &holders).await.unwrap();
+    let found = scripts::sold_out_users(&redis, issued.id, 20_000)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(found.users, (1..=6000).collect::<Vec<u64>>());
+    // One holder told ALREADY_ISSUED since, and one without a result: the
+    // set is read, and the one without a result is named too.
+    let _: () = conn
+        .hset(&keys.results, 2, "R:ALREADY_ISSUED")
+        .await
+        .unwrap();
+    let _: () = conn.sadd(&keys.issued, 6001).await.unwrap();
+    let found = scripts::sold_out_users(&redis, issued.id, 20_000)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(found.users, (1..=6001).collect::<Vec<u64>>());
 }
