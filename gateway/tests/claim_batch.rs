@@ -167,23 +167,36 @@ async fn a_sold_out_coupon_with_an_empty_line_is_answered_in_the_gateway() {
     assert!(!enqueuer.turns_away(id, UserId(4), valid_to));
 }
 
+/// Coupon `n`, sold out in Redis with these ticket results and holders.
+async fn sold_out_coupon(
+    redis: &RedisStore,
+    n: u64,
+    results: &[(u64, &str)],
+    holders: &[u64],
+) -> (coupon_core::coupons::Coupon, CouponKeys) {
+    let coupon = redis_coupon(redis, n, 1, 100).await;
+    let keys = CouponKeys::new(redis.keys(), coupon.id);
+    let mut conn = redis.conn().await.unwrap();
+    let _: () = conn.hset(&keys.meta, "sold_out", "1").await.unwrap();
+    let _: () = conn.set(&keys.stock, 0).await.unwrap();
+    let _: () = conn.hset_multiple(&keys.results, results).await.unwrap();
+    let _: () = conn.sadd(&keys.issued, holders).await.unwrap();
+    (coupon, keys)
+}
+
 /// The set the gateway keeps: users with a result and holders, only once
 /// nobody is in line, and only when it is small enough to keep.
 #[tokio::test]
 async fn the_sold_out_set_names_results_and_holders_and_only_when_complete() {
     let env = TestEnv::unmigrated(&[]);
     let redis = RedisStore::new(&env.config).unwrap();
-    let coupon = redis_coupon(&redis, 1, 1, 100).await;
-    let keys = CouponKeys::new(redis.keys(), coupon.id);
     let mut conn = redis.conn().await.unwrap();
-    let _: () = conn.hset(&keys.meta, "sold_out", "1").await.unwrap();
-    let _: () = conn.set(&keys.stock, 0).await.unwrap();
-    let results: Vec<(u64, &str)> = vec![(1, "I:1"), (2, "R:SOLD_OUT"), (3, "R:SOLD_OUT")];
-    let _: () = conn.hset_multiple(&keys.results, &results).await.unwrap();
     // Holders: user 1 with a result, user 4 without one (warmed from MySQL).
-    let _: () = conn.sadd(&keys.issued, &[1, 4]).await.unwrap();
+    let results = [(1, "I:1"), (2, "R:SOLD_OUT"), (3, "R:SOLD_OUT")];
+    let (coupon, keys) = sold_out_coupon(&redis, 1, &results, &[1, 4]).await;
+    let id = coupon.id;
 
-    let found = scripts::sold_out_users(&redis, coupon.id, 5).await.unwrap();
+    let found = scripts::sold_out_users(&redis, id, 5).await.unwrap();
     assert_eq!(
         found,
         Some(SoldOutUsers {
@@ -191,26 +204,16 @@ async fn the_sold_out_set_names_results_and_holders_and_only_when_complete() {
             users: vec![1, 2, 3, 4]
         })
     );
-    assert_eq!(
-        scripts::sold_out_users(&redis, coupon.id, 4).await.unwrap(),
-        None
-    );
+    assert_eq!(scripts::sold_out_users(&redis, id, 4).await.unwrap(), None);
     // Someone still in line: not yet.
     let _: () = conn.zadd(&keys.queue, 9, 1).await.unwrap();
-    assert_eq!(
-        scripts::sold_out_users(&redis, coupon.id, 5).await.unwrap(),
-        None
-    );
+    assert_eq!(scripts::sold_out_users(&redis, id, 5).await.unwrap(), None);
 
     // A larger coupon is read whole, over many pages, its holders without
     // a result too.
-    let large = redis_coupon(&redis, 2, 1, 100).await;
-    let keys = CouponKeys::new(redis.keys(), large.id);
-    let _: () = conn.hset(&keys.meta, "sold_out", "1").await.unwrap();
     let results: Vec<(u64, &str)> = (1..=12_000).map(|u| (u * 2, "R:SOLD_OUT")).collect();
-    let _: () = conn.hset_multiple(&keys.results, &results).await.unwrap();
     let holders: Vec<u64> = (1..=1200).map(|u| u * 3).collect();
-    let _: () = conn.sadd(&keys.issued, &holders).await.unwrap();
+    let (large, _) = sold_out_coupon(&redis, 2, &results, &holders).await;
     let found = scripts::sold_out_users(&redis, large.id, 20_000)
         .await
         .unwrap()
@@ -222,15 +225,11 @@ async fn the_sold_out_set_names_results_and_holders_and_only_when_complete() {
 
     // Every holder with an issued result: the results name them all (the
     // set is then not read; the answer is the same).
-    let issued = redis_coupon(&redis, 3, 1, 100).await;
-    let keys = CouponKeys::new(redis.keys(), issued.id);
-    let _: () = conn.hset(&keys.meta, "sold_out", "1").await.unwrap();
     let results: Vec<(u64, &str)> = (1..=6000)
         .map(|u| (u, if u % 2 == 0 { "I:1" } else { "R:SOLD_OUT" }))
         .collect();
-    let _: () = conn.hset_multiple(&keys.results, &results).await.unwrap();
     let holders: Vec<u64> = (1..=3000).map(|u| u * 2).collect();
-    let _: () = conn.sadd(&keys.issued, &holders).await.unwrap();
+    let (issued, keys) = sold_out_coupon(&redis, 3, &results, &holders).await;
     let found = scripts::sold_out_users(&redis, issued.id, 20_000)
         .await
         .unwrap()
