@@ -2,14 +2,17 @@
 -- (gateway/src/claim/sold_out.rs): the coupon is sold out and nobody is
 -- left in its line or admitted.
 --
--- From then on the users with a ticket result or holding the coupon cannot
--- change: enqueue.lua adds nobody to a sold-out coupon's line, so
--- admit.lua and claim.lua decide nobody new, and expire.lua rejects only
--- users in the line. For anyone else, enqueue.lua answers SOLD_OUT. Only
--- the expiry job's clean-up, after valid_to or the grace period, changes
--- the coupon's keys again (all at once). So the caller may read those
+-- From then on the users with a ticket result or holding the coupon do not
+-- change in the normal course: enqueue.lua adds nobody to a sold-out
+-- coupon's line, so admit.lua and claim.lua decide nobody new, and
+-- expire.lua rejects only users in the line. For anyone else, enqueue.lua
+-- answers SOLD_OUT. Only the expiry job's clean-up, after valid_to or the
+-- grace period, changes the coupon's keys again (all at once), and
+-- reconciliation may give Redis back an issue it lost (remember.lua adds a
+-- result and a holder: both sizes grow). So the caller may read those
 -- users in pages (HSCAN, SSCAN) after this says yes, without blocking
--- Redis for a large coupon, and check the coupon is still there after.
+-- Redis for a large coupon, and check the coupon is unchanged after, and
+-- from time to time while it keeps them.
 --
 -- KEYS[1] coupon:{id}:meta      hash   sold_out, valid_to_ms
 -- KEYS[2] coupon:{id}:queue     zset   waiting users

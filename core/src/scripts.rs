@@ -408,11 +408,23 @@ pub async fn expire(
         .await
 }
 
+/// What `sold_out.lua` answers for a coupon sold out with nobody left in
+/// line: its end and how many users it holds a ticket result for and
+/// counts as holders. Until the end, a different answer (or none) means
+/// its users changed or it was cleaned up.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SoldOutCheck {
+    pub valid_to_ms: i64,
+    pub results: u64,
+    pub holders: u64,
+}
+
 /// What [`sold_out_users`] found: a sold-out coupon with nobody left in
 /// line, and every user it holds a ticket result for or counts as a holder.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SoldOutUsers {
-    pub valid_to_ms: i64,
+    /// The check the users were read between (the same before and after).
+    pub check: SoldOutCheck,
     /// Sorted and without repeats, for `binary_search`.
     pub users: Vec<u64>,
 }
@@ -443,21 +455,7 @@ pub async fn sold_out_users(
 ) -> redis::RedisResult<Option<SoldOutUsers>> {
     let k = CouponKeys::new(redis.keys(), coupon);
     let mut conn = redis.conn().await?;
-    let check = || {
-        let mut invocation = SOLD_OUT.prepare_invoke();
-        invocation
-            .key(&k.meta)
-            .key(&k.queue)
-            .key(&k.admitted)
-            .key(&k.results)
-            .key(&k.issued)
-            .arg(max_users);
-        invocation
-    };
-    let Some(seen @ (valid_to_ms, _, holders)) = check()
-        .invoke_async::<Option<(i64, u64, u64)>>(&mut conn)
-        .await?
-    else {
+    let Some(seen) = check_sold_out(&mut conn, &k, max_users).await? else {
         return Ok(None);
     };
     // HSCAN answers field, value, field, value, ...
@@ -474,7 +472,7 @@ pub async fn sold_out_users(
     // A page may repeat a user (SCAN's promise is at least once).
     issued.sort_unstable();
     issued.dedup();
-    if issued.len() as u64 != holders {
+    if issued.len() as u64 != seen.holders {
         for user in scan(&mut conn, "SSCAN", &k.issued).await? {
             users.push(parse_user(&user)?);
         }
@@ -483,16 +481,46 @@ pub async fn sold_out_users(
     // changes a sold-out coupon's results or holders but `remember.lua`,
     // which adds to both: the same answer after means the pages were read
     // whole.
-    if check()
-        .invoke_async::<Option<(i64, u64, u64)>>(&mut conn)
-        .await?
-        != Some(seen)
-    {
+    if check_sold_out(&mut conn, &k, max_users).await? != Some(seen) {
         return Ok(None);
     }
     users.sort_unstable();
     users.dedup();
-    Ok(Some(SoldOutUsers { valid_to_ms, users }))
+    Ok(Some(SoldOutUsers { check: seen, users }))
+}
+
+/// `sold_out.lua` alone: `Some` while `coupon` is sold out with nobody
+/// waiting or admitted and at most `max_users` ticket results plus
+/// holders. One small call, for a gateway to see whether the users it
+/// read are still the coupon's.
+pub async fn sold_out_check(
+    redis: &RedisStore,
+    coupon: CouponId,
+    max_users: u32,
+) -> redis::RedisResult<Option<SoldOutCheck>> {
+    let k = CouponKeys::new(redis.keys(), coupon);
+    check_sold_out(&mut redis.conn().await?, &k, max_users).await
+}
+
+async fn check_sold_out(
+    conn: &mut redis::aio::ConnectionManager,
+    k: &CouponKeys,
+    max_users: u32,
+) -> redis::RedisResult<Option<SoldOutCheck>> {
+    let answer: Option<(i64, u64, u64)> = SOLD_OUT
+        .key(&k.meta)
+        .key(&k.queue)
+        .key(&k.admitted)
+        .key(&k.results)
+        .key(&k.issued)
+        .arg(max_users)
+        .invoke_async(conn)
+        .await?;
+    Ok(answer.map(|(valid_to_ms, results, holders)| SoldOutCheck {
+        valid_to_ms,
+        results,
+        holders,
+    }))
 }
 
 /// Every item of a `HSCAN` or `SSCAN` of `key`, in pages of [`SCAN_PAGE`].

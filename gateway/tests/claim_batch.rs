@@ -7,7 +7,7 @@ use std::time::Duration;
 use chrono::Utc;
 use coupon_core::daily::day_of;
 use coupon_core::domain::{CouponId, UserId};
-use coupon_core::scripts::{self, Claimant, CouponKeys, Enqueued, SoldOutUsers};
+use coupon_core::scripts::{self, Claimant, CouponKeys, Enqueued, SoldOutCheck, SoldOutUsers};
 use coupon_core::testing::{eventually, redis_coupon, TestEnv};
 use coupon_core::RedisStore;
 use futures::future::join_all;
@@ -126,22 +126,7 @@ async fn a_sold_out_coupon_with_an_empty_line_is_answered_in_the_gateway() {
     scripts::claim(&redis, id, &drained, &day, limit, now)
         .await
         .unwrap();
-    let mut newcomer = 200;
-    eventually(
-        "the gateway to answer the sold-out coupon",
-        Duration::from_secs(10),
-        || {
-            newcomer += 1;
-            let user = newcomer;
-            let claim = &claim;
-            let enqueuer = &enqueuer;
-            async move {
-                assert_eq!(claim(user).await.unwrap(), Enqueued::SoldOut);
-                enqueuer.turns_away(id, UserId(user + 1), now).then_some(())
-            }
-        },
-    )
-    .await;
+    answered_in_gateway(&enqueuer, id, now, 200, &claim).await;
 
     // Newcomers are turned away here; users with a result are not, and
     // their answers, like everyone's, are Redis's own.
@@ -165,6 +150,79 @@ async fn a_sold_out_coupon_with_an_empty_line_is_answered_in_the_gateway() {
     let valid_to = coupon.valid_to.timestamp_millis();
     assert!(enqueuer.turns_away(id, UserId(4), valid_to - 1));
     assert!(!enqueuer.turns_away(id, UserId(4), valid_to));
+}
+
+/// Newcomers from `first` on claim, each hearing `SOLD_OUT` from Redis,
+/// until the gateway has read the coupon's set and answers them itself.
+async fn answered_in_gateway<F, Fut>(
+    enqueuer: &Enqueuer,
+    id: CouponId,
+    now: i64,
+    first: u64,
+    claim: &F,
+) where
+    F: Fn(u64) -> Fut,
+    Fut: std::future::Future<Output = redis::RedisResult<Enqueued>>,
+{
+    let mut newcomer = first;
+    eventually(
+        "the gateway to answer the sold-out coupon",
+        Duration::from_secs(10),
+        || {
+            newcomer += 1;
+            let user = newcomer;
+            async move {
+                assert_eq!(claim(user).await.unwrap(), Enqueued::SoldOut);
+                enqueuer.turns_away(id, UserId(user + 1), now).then_some(())
+            }
+        },
+    )
+    .await;
+}
+
+/// Reconciliation giving Redis back an issue it had lost adds a holder to
+/// a sold-out coupon: within a check the gateway stops answering for it,
+/// the user hears their issue from Redis, and the next `SOLD_OUT` reads the
+/// set again, with them in it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_redis_takes_back_is_answered_by_redis_again() {
+    let env = TestEnv::unmigrated(&[]);
+    let redis = RedisStore::new(&env.config).unwrap();
+    let limit = env.config.daily_limit;
+    let (coupon, _) = sold_out_coupon(&redis, 1, &[(1, "I:1")], &[1]).await;
+    let id = coupon.id;
+    let enqueuer = Enqueuer::default();
+    let day = day_of(Utc::now(), env.config.daily_limit_tz);
+    let now = Utc::now().timestamp_millis();
+    let claim = |user: u64| {
+        let claimant = Claimant::new(redis.keys(), UserId(user), &day.label, now);
+        enqueuer.enqueue(&redis, id, claimant, limit)
+    };
+    answered_in_gateway(&enqueuer, id, now, 100, &claim).await;
+    assert!(enqueuer.turns_away(id, UserId(7), now));
+
+    // Reconciliation found user 7's row in MySQL, unknown to Redis.
+    let issued_at = Utc::now();
+    let taken = scripts::remember(&redis, id, &[(UserId(7), issued_at)], &day, now)
+        .await
+        .unwrap();
+    assert_eq!(taken, vec![UserId(7)]);
+    eventually(
+        "the gateway to see the coupon's users changed",
+        gateway::claim::sold_out::RECHECK * 10,
+        || async { (!enqueuer.turns_away(id, UserId(7), now)).then_some(()) },
+    )
+    .await;
+    assert!(
+        !enqueuer.turns_away(id, UserId(300), now),
+        "all go to Redis"
+    );
+    let issue = format!("I:{}", issued_at.timestamp_millis());
+    assert_eq!(claim(7).await.unwrap(), Enqueued::Final(issue.clone()));
+
+    answered_in_gateway(&enqueuer, id, now, 300, &claim).await;
+    assert!(!enqueuer.turns_away(id, UserId(7), now));
+    assert_eq!(claim(7).await.unwrap(), Enqueued::Final(issue));
 }
 
 /// Coupon `n`, sold out in Redis with these ticket results and holders.
@@ -200,7 +258,11 @@ async fn the_sold_out_set_names_results_and_holders_and_only_when_complete() {
     assert_eq!(
         found,
         Some(SoldOutUsers {
-            valid_to_ms: coupon.valid_to.timestamp_millis(),
+            check: SoldOutCheck {
+                valid_to_ms: coupon.valid_to.timestamp_millis(),
+                results: 3,
+                holders: 2,
+            },
             users: vec![1, 2, 3, 4]
         })
     );

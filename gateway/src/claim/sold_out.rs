@@ -12,9 +12,17 @@
 //! answered 410 here. Anyone with a result, or holding the coupon, still
 //! goes to Redis and gets their answer.
 //!
+//! One change is possible before the end: reconciliation giving Redis back
+//! an issue it had lost (`remember.lua` adds a holder with a result), or
+//! Redis losing the coupon altogether. So while a set is kept, it is
+//! checked against Redis every [`RECHECK`] (one small call: the sizes of
+//! the results and holders); when they differ, the set is dropped, claims
+//! go to Redis, and the next `SOLD_OUT` reads it again.
+//!
 //! The answer is never earlier than Redis's (the set is taken only after
-//! Redis said sold out) and never differs from it; after `valid_to` every
-//! claim goes to Redis again, which answers for an ended coupon. Kept per
+//! Redis said sold out) and differs from it only for a user Redis took
+//! back, for at most [`RECHECK`]; after `valid_to` every claim goes to
+//! Redis again, which answers for an ended coupon. Kept per
 //! gateway, at most [`MAX_USERS`] users per coupon and [`MAX_TOTAL`] in
 //! all (8 bytes each); a larger coupon is answered by Redis as before. The
 //! set is read in pages of 5,000, each 2 to 3 ms of Redis (no longer than
@@ -28,7 +36,7 @@ use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 use coupon_core::domain::{CouponId, UserId};
-use coupon_core::scripts::{self, SoldOutUsers};
+use coupon_core::scripts::{self, SoldOutCheck, SoldOutUsers};
 use coupon_core::RedisStore;
 
 /// Most users with a result, plus holders, a coupon may have for its set
@@ -44,6 +52,8 @@ const LOOK_AGAIN: Duration = Duration::from_millis(10);
 const LOOK_LATER: Duration = Duration::from_secs(5);
 /// A look that never reported back (its task was dropped) is retried after this.
 const LOOK_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often a kept set is checked against Redis.
+pub const RECHECK: Duration = Duration::from_secs(1);
 
 enum State {
     /// Not known: a look is under way, or the last one found nothing to
@@ -67,7 +77,7 @@ impl SoldOut {
         let coupons = self.coupons.read().unwrap_or_else(PoisonError::into_inner);
         match coupons.get(&coupon) {
             Some(State::Known(set)) => {
-                now_ms < set.valid_to_ms && set.users.binary_search(&user.0).is_err()
+                now_ms < set.check.valid_to_ms && set.users.binary_search(&user.0).is_err()
             }
             _ => false,
         }
@@ -103,11 +113,18 @@ impl SoldOut {
         let redis = redis.clone();
         tokio::spawn(async move {
             let found = scripts::sold_out_users(&redis, coupon, most).await;
-            this.learned(coupon, found);
+            if let Some(check) = this.learned(coupon, found) {
+                this.watch(&redis, coupon, most, check).await;
+            }
         });
     }
 
-    fn learned(&self, coupon: CouponId, found: redis::RedisResult<Option<SoldOutUsers>>) {
+    /// Keeps what was found; returns its check when the set is kept.
+    fn learned(
+        &self,
+        coupon: CouponId,
+        found: redis::RedisResult<Option<SoldOutUsers>>,
+    ) -> Option<SoldOutCheck> {
         let now = Instant::now();
         let mut coupons = self.coupons.write().unwrap_or_else(PoisonError::into_inner);
         let state = match found {
@@ -117,11 +134,12 @@ impl SoldOut {
                 if kept(&coupons) + set.users.len() <= MAX_TOTAL {
                     tracing::info!(%coupon, users = set.users.len(),
                         "sold out with nobody in line: the gateway answers its claims");
-                    State::Known(set)
-                } else {
-                    State::Unknown {
-                        look_at: now + LOOK_LATER,
-                    }
+                    let check = set.check;
+                    coupons.insert(coupon, State::Known(set));
+                    return Some(check);
+                }
+                State::Unknown {
+                    look_at: now + LOOK_LATER,
                 }
             }
             Ok(None) => State::Unknown {
@@ -135,6 +153,53 @@ impl SoldOut {
             }
         };
         coupons.insert(coupon, state);
+        None
+    }
+
+    /// Every [`RECHECK`], while the set read under `check` is kept and its
+    /// coupon has not ended, asks Redis whether the check still holds;
+    /// drops the set when it does not. A failed call keeps the set: until
+    /// Redis answers, the claims it would get fail anyway.
+    async fn watch(&self, redis: &RedisStore, coupon: CouponId, most: u32, check: SoldOutCheck) {
+        loop {
+            tokio::time::sleep(RECHECK).await;
+            if !self.keeps(coupon, check) {
+                return;
+            }
+            match scripts::sold_out_check(redis, coupon, most).await {
+                Ok(now) if now == Some(check) => {}
+                Ok(_) => {
+                    tracing::info!(%coupon,
+                        "a sold-out coupon's users changed in Redis: its claims go to Redis again");
+                    self.drop_set(coupon, check);
+                    return;
+                }
+                Err(e) => {
+                    tracing::warn!(%coupon, error = %e, "could not check a sold-out coupon");
+                }
+            }
+        }
+    }
+
+    /// Whether the set read under `check` is kept, and its coupon not over.
+    fn keeps(&self, coupon: CouponId, check: SoldOutCheck) -> bool {
+        let now_ms = chrono::Utc::now().timestamp_millis();
+        let coupons = self.coupons.read().unwrap_or_else(PoisonError::into_inner);
+        matches!(coupons.get(&coupon),
+            Some(State::Known(set)) if set.check == check && now_ms < check.valid_to_ms)
+    }
+
+    /// Drops the set read under `check`; the next `SOLD_OUT` looks again.
+    fn drop_set(&self, coupon: CouponId, check: SoldOutCheck) {
+        let mut coupons = self.coupons.write().unwrap_or_else(PoisonError::into_inner);
+        if matches!(coupons.get(&coupon), Some(State::Known(set)) if set.check == check) {
+            coupons.insert(
+                coupon,
+                State::Unknown {
+                    look_at: Instant::now(),
+                },
+            );
+        }
     }
 }
 
@@ -143,7 +208,7 @@ impl SoldOut {
 fn forget_ended(coupons: &mut HashMap<CouponId, State>, now: Instant) {
     let now_ms = chrono::Utc::now().timestamp_millis();
     coupons.retain(|_, s| match s {
-        State::Known(set) => now_ms < set.valid_to_ms,
+        State::Known(set) => now_ms < set.check.valid_to_ms,
         State::Unknown { look_at } => *look_at + LOOK_TIMEOUT > now,
     });
 }
@@ -164,7 +229,12 @@ mod tests {
     use super::*;
 
     fn set(valid_to_ms: i64, users: Vec<u64>) -> redis::RedisResult<Option<SoldOutUsers>> {
-        Ok(Some(SoldOutUsers { valid_to_ms, users }))
+        let check = SoldOutCheck {
+            valid_to_ms,
+            results: users.len() as u64,
+            holders: 0,
+        };
+        Ok(Some(SoldOutUsers { check, users }))
     }
 
     #[test]

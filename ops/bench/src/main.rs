@@ -276,9 +276,10 @@ impl CpuUse {
         CpuReading { parts, busy }
     }
 
-    /// "gateway 1.23 s (41%), ...": each part's share of the machine's
-    /// busy time between two readings.
-    fn describe(&self, before: &CpuReading, after: &CpuReading) -> String {
+    /// "5.24 s busy (52.4 µs per answer): gateway 1.23 s (41%), ...": the
+    /// machine's busy time between two readings, over the `answers` given
+    /// meanwhile, and each part's share of it.
+    fn describe(&self, before: &CpuReading, after: &CpuReading, answers: usize) -> String {
         let busy = (after.busy - before.busy).max(f64::EPSILON);
         let mut text: Vec<String> = self
             .parts
@@ -299,7 +300,11 @@ impl CpuUse {
             (busy - known).max(0.0),
             100.0 * (busy - known).max(0.0) / busy
         ));
-        format!("{busy:.2} s busy: {}", text.join(", "))
+        let per_answer = busy * 1e6 / answers.max(1) as f64;
+        format!(
+            "{busy:.2} s busy ({per_answer:.1} µs per answer): {}",
+            text.join(", ")
+        )
     }
 }
 
@@ -781,9 +786,15 @@ async fn main() -> anyhow::Result<()> {
     })
     .await;
     let claims_done = storm.elapsed();
-    let storm_cpu = cpu_use.describe(&storm_cpu_before, &cpu_use.read());
+    let storm_cpu = cpu_use.describe(&storm_cpu_before, &cpu_use.read(), options.users);
     let redis_time =
         describe_redis_time(&redis_time_before, &redis_command_time(&stats_redis).await?);
+    // Answers up to the last 202: the sale (its CPU is read at most 10 ms
+    // after it ended).
+    let on_sale = statuses
+        .iter()
+        .rposition(|s| *s == 202)
+        .map_or(0, |i| i + 1);
     let sale_cpu = storm_trace
         .at(Duration::from_micros(last_202.load(Ordering::Relaxed)))
         .map_or_else(
@@ -791,7 +802,7 @@ async fn main() -> anyhow::Result<()> {
             |(t, r)| {
                 format!(
                     "the first {t:.2?} of the storm, up to the last 202): {}",
-                    cpu_use.describe(&storm_cpu_before, &r)
+                    cpu_use.describe(&storm_cpu_before, &r, on_sale)
                 )
             },
         );
@@ -916,10 +927,6 @@ async fn main() -> anyhow::Result<()> {
     // On sale and after: up to the last 202 answer the claims join the
     // line in Redis while the pipeline issues and persists; after it they
     // are turned away, mostly by the gateway alone (`claim::sold_out`).
-    let on_sale = statuses
-        .iter()
-        .rposition(|s| *s == 202)
-        .map_or(0, |i| i + 1);
     let mut sale = Latencies(claim_lat.0[..on_sale].to_vec());
     let mut after = Latencies(claim_lat.0[on_sale..].to_vec());
     let claim_lat_phases = format!(
@@ -1006,7 +1013,7 @@ async fn main() -> anyhow::Result<()> {
         .cpu_time()
         .saturating_sub(gateway_cpu_before)
         / healthz_count as u32;
-    let healthz_cpu = cpu_use.describe(&healthz_cpu_before, &cpu_use.read());
+    let healthz_cpu = cpu_use.describe(&healthz_cpu_before, &cpu_use.read(), healthz_count);
     healthz_recording.map(Recording::finish).transpose()?;
     let healthz_opening_max =
         Latencies(healthz_lat.0[..options.concurrency.min(healthz_lat.0.len())].to_vec()).pct(1.0);
@@ -1045,6 +1052,22 @@ async fn main() -> anyhow::Result<()> {
         healthz_lat.pct(0.5),
         healthz_lat.pct(0.99),
         options.concurrency.min(healthz_count)
+    );
+    // The p99 target as a count: at most this many claims may be slower.
+    let bound_ms = 1.5 * healthz_lat.pct(0.99);
+    let slower = |l: &Latencies| {
+        l.0.iter()
+            .filter(|us| **us as f64 / 1000.0 > bound_ms)
+            .count()
+    };
+    println!(
+        "claims slower than 1.5 x the /healthz p99 ({bound_ms:.1} ms): {} (the p99 target allows {}): {} of the {} on sale, {} of the {} after",
+        slower(&claim_lat),
+        claim_lat.0.len() - (claim_lat.0.len() as f64 * 0.99).ceil() as usize,
+        slower(&sale),
+        sale.0.len(),
+        slower(&after),
+        after.0.len()
     );
     println!(
         "gateway CPU per request (all threads): claim {:.1} µs, /healthz {:.1} µs",
