@@ -930,8 +930,9 @@ async fn main() -> anyhow::Result<()> {
     let mut sale = Latencies(claim_lat.0[..on_sale].to_vec());
     let mut after = Latencies(claim_lat.0[on_sale..].to_vec());
     let claim_lat_phases = format!(
-        "on sale (up to the last 202, {on_sale} answers): p50 {:.2}, p99 {:.2}; after ({}): p50 {:.2}, p99 {:.2}",
+        "on sale (up to the last 202, {on_sale} answers): p50 {:.2}, p90 {:.2}, p99 {:.2}; after ({}): p50 {:.2}, p99 {:.2}",
         sale.pct(0.5),
+        sale.pct(0.9),
         sale.pct(0.99),
         after.0.len(),
         after.pct(0.5),
