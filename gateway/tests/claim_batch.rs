@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use chrono::Utc;
-use coupon_core::daily::day_of;
+use coupon_core::daily::{day_of, Day};
 use coupon_core::domain::{CouponId, UserId};
 use coupon_core::scripts::{self, Claimant, CouponKeys, Enqueued, SoldOutCheck, SoldOutUsers};
 use coupon_core::testing::{eventually, redis_coupon, TestEnv};
@@ -65,6 +65,75 @@ async fn a_burst_over_two_coupons_gives_every_user_one_place() {
     }
 }
 
+/// One gateway's claims on one coupon, over a test's own Redis keys, all
+/// made at one moment.
+struct Claims<'a> {
+    redis: &'a RedisStore,
+    enqueuer: Enqueuer,
+    id: CouponId,
+    limit: u32,
+    day: Day,
+    now: i64,
+}
+
+impl<'a> Claims<'a> {
+    fn new(env: &TestEnv, redis: &'a RedisStore, id: CouponId) -> Self {
+        Self {
+            redis,
+            enqueuer: Enqueuer::default(),
+            id,
+            limit: env.config.daily_limit,
+            day: day_of(Utc::now(), env.config.daily_limit_tz),
+            now: Utc::now().timestamp_millis(),
+        }
+    }
+
+    fn claimant(&self, user: u64) -> Claimant {
+        Claimant::new(self.redis.keys(), UserId(user), &self.day.label, self.now)
+    }
+
+    /// `user`'s claim through the gateway's enqueuer.
+    async fn claim(&self, user: u64) -> Enqueued {
+        let claimant = self.claimant(user);
+        self.enqueuer
+            .enqueue(self.redis, self.id, claimant, self.limit)
+            .await
+            .unwrap()
+    }
+
+    /// `user`'s claim straight to `enqueue.lua`: Redis's own answer.
+    async fn direct(&self, user: u64) -> Enqueued {
+        let claimant = self.claimant(user);
+        scripts::enqueue_many(self.redis, self.id, &[claimant], self.limit)
+            .await
+            .unwrap()
+            .remove(0)
+    }
+
+    fn turns_away(&self, user: u64) -> bool {
+        self.enqueuer.turns_away(self.id, UserId(user), self.now)
+    }
+
+    /// Newcomers from `first` on claim, each hearing `SOLD_OUT` from Redis,
+    /// until the gateway has read the coupon's set and answers them itself.
+    async fn until_answered_in_gateway(&self, first: u64) {
+        let mut newcomer = first;
+        eventually(
+            "the gateway to answer the sold-out coupon",
+            Duration::from_secs(10),
+            || {
+                newcomer += 1;
+                let user = newcomer;
+                async move {
+                    assert_eq!(self.claim(user).await, Enqueued::SoldOut);
+                    self.turns_away(user + 1).then_some(())
+                }
+            },
+        )
+        .await;
+    }
+}
+
 /// Once a coupon is sold out with nobody left in line, the gateway answers
 /// claims by users without a ticket result itself, exactly as Redis would;
 /// users with a result still get it from Redis.
@@ -72,37 +141,20 @@ async fn a_burst_over_two_coupons_gives_every_user_one_place() {
 async fn a_sold_out_coupon_with_an_empty_line_is_answered_in_the_gateway() {
     let env = TestEnv::unmigrated(&[]);
     let redis = RedisStore::new(&env.config).unwrap();
-    let limit = env.config.daily_limit;
     let coupon = redis_coupon(&redis, 1, 1, 100).await;
-    let id = coupon.id;
-    let enqueuer = Enqueuer::default();
-    let day = day_of(Utc::now(), env.config.daily_limit_tz);
-    let now = Utc::now().timestamp_millis();
-    let claim = |user: u64| {
-        let claimant = Claimant::new(redis.keys(), UserId(user), &day.label, now);
-        enqueuer.enqueue(&redis, id, claimant, limit)
-    };
-    let direct = |user: u64| {
-        let claimant = Claimant::new(redis.keys(), UserId(user), &day.label, now);
-        let redis = &redis;
-        async move {
-            scripts::enqueue_many(redis, id, &[claimant], limit)
-                .await
-                .unwrap()
-                .remove(0)
-        }
-    };
+    let g = Claims::new(&env, &redis, coupon.id);
+    let (id, day, limit, now) = (g.id, &g.day, g.limit, g.now);
 
     // Users 1 to 3 in line; user 1 gets the only coupon.
     for user in [1, 2, 3] {
         assert!(matches!(
-            claim(user).await.unwrap(),
+            g.claim(user).await,
             Enqueued::Waiting { joined: true, .. }
         ));
     }
     let admitted = scripts::admit(&redis, id, now + 1000, 1, 1).await.unwrap();
     assert_eq!(admitted, vec![UserId(1)]);
-    scripts::claim(&redis, id, &admitted, &day, limit, now)
+    scripts::claim(&redis, id, &admitted, day, limit, now)
         .await
         .unwrap();
 
@@ -110,74 +162,36 @@ async fn a_sold_out_coupon_with_an_empty_line_is_answered_in_the_gateway() {
     // Redis, but nothing is answered here while anyone is in line, however
     // often it looks.
     for newcomer in 100..110 {
-        assert_eq!(claim(newcomer).await.unwrap(), Enqueued::SoldOut);
-        assert!(!enqueuer.turns_away(id, UserId(newcomer), now));
+        assert_eq!(g.claim(newcomer).await, Enqueued::SoldOut);
+        assert!(!g.turns_away(newcomer));
     }
-    assert_eq!(
-        claim(2).await.unwrap(),
-        Enqueued::Final("R:SOLD_OUT".into())
-    );
+    assert_eq!(g.claim(2).await, Enqueued::Final("R:SOLD_OUT".into()));
 
     // The line drained: the gateway answers newcomers from the next look on.
     let drained = scripts::admit(&redis, id, now + 2000, 1, 100)
         .await
         .unwrap();
     assert_eq!(drained, vec![UserId(2), UserId(3)]);
-    scripts::claim(&redis, id, &drained, &day, limit, now)
+    scripts::claim(&redis, id, &drained, day, limit, now)
         .await
         .unwrap();
-    answered_in_gateway(&enqueuer, id, now, 200, &claim).await;
+    g.until_answered_in_gateway(200).await;
 
     // Newcomers are turned away here; users with a result are not, and
     // their answers, like everyone's, are Redis's own.
     for user in [1, 2, 3] {
-        assert!(!enqueuer.turns_away(id, UserId(user), now), "user {user}");
+        assert!(!g.turns_away(user), "user {user}");
     }
     for user in [1, 2, 3, 4, 5, 100] {
-        assert_eq!(
-            claim(user).await.unwrap(),
-            direct(user).await,
-            "user {user}"
-        );
+        assert_eq!(g.claim(user).await, g.direct(user).await, "user {user}");
     }
-    assert!(matches!(claim(1).await.unwrap(), Enqueued::Final(r) if r.starts_with("I:")));
-    assert_eq!(
-        claim(3).await.unwrap(),
-        Enqueued::Final("R:SOLD_OUT".into())
-    );
-    assert!(enqueuer.turns_away(id, UserId(4), now));
+    assert!(matches!(g.claim(1).await, Enqueued::Final(r) if r.starts_with("I:")));
+    assert_eq!(g.claim(3).await, Enqueued::Final("R:SOLD_OUT".into()));
+    assert!(g.turns_away(4));
     // Once the coupon's window ends, Redis answers again.
     let valid_to = coupon.valid_to.timestamp_millis();
-    assert!(enqueuer.turns_away(id, UserId(4), valid_to - 1));
-    assert!(!enqueuer.turns_away(id, UserId(4), valid_to));
-}
-
-/// Newcomers from `first` on claim, each hearing `SOLD_OUT` from Redis,
-/// until the gateway has read the coupon's set and answers them itself.
-async fn answered_in_gateway<F, Fut>(
-    enqueuer: &Enqueuer,
-    id: CouponId,
-    now: i64,
-    first: u64,
-    claim: &F,
-) where
-    F: Fn(u64) -> Fut,
-    Fut: std::future::Future<Output = redis::RedisResult<Enqueued>>,
-{
-    let mut newcomer = first;
-    eventually(
-        "the gateway to answer the sold-out coupon",
-        Duration::from_secs(10),
-        || {
-            newcomer += 1;
-            let user = newcomer;
-            async move {
-                assert_eq!(claim(user).await.unwrap(), Enqueued::SoldOut);
-                enqueuer.turns_away(id, UserId(user + 1), now).then_some(())
-            }
-        },
-    )
-    .await;
+    assert!(g.enqueuer.turns_away(id, UserId(4), valid_to - 1));
+    assert!(!g.enqueuer.turns_away(id, UserId(4), valid_to));
 }
 
 /// Reconciliation giving Redis back an issue it had lost adds a holder to
@@ -188,41 +202,30 @@ async fn answered_in_gateway<F, Fut>(
 async fn a_user_redis_takes_back_is_answered_by_redis_again() {
     let env = TestEnv::unmigrated(&[]);
     let redis = RedisStore::new(&env.config).unwrap();
-    let limit = env.config.daily_limit;
     let (coupon, _) = sold_out_coupon(&redis, 1, &[(1, "I:1")], &[1]).await;
-    let id = coupon.id;
-    let enqueuer = Enqueuer::default();
-    let day = day_of(Utc::now(), env.config.daily_limit_tz);
-    let now = Utc::now().timestamp_millis();
-    let claim = |user: u64| {
-        let claimant = Claimant::new(redis.keys(), UserId(user), &day.label, now);
-        enqueuer.enqueue(&redis, id, claimant, limit)
-    };
-    answered_in_gateway(&enqueuer, id, now, 100, &claim).await;
-    assert!(enqueuer.turns_away(id, UserId(7), now));
+    let g = Claims::new(&env, &redis, coupon.id);
+    g.until_answered_in_gateway(100).await;
+    assert!(g.turns_away(7));
 
     // Reconciliation found user 7's row in MySQL, unknown to Redis.
     let issued_at = Utc::now();
-    let taken = scripts::remember(&redis, id, &[(UserId(7), issued_at)], &day, now)
+    let taken = scripts::remember(&redis, g.id, &[(UserId(7), issued_at)], &g.day, g.now)
         .await
         .unwrap();
     assert_eq!(taken, vec![UserId(7)]);
     eventually(
         "the gateway to see the coupon's users changed",
         gateway::claim::sold_out::RECHECK * 10,
-        || async { (!enqueuer.turns_away(id, UserId(7), now)).then_some(()) },
+        || async { (!g.turns_away(7)).then_some(()) },
     )
     .await;
-    assert!(
-        !enqueuer.turns_away(id, UserId(300), now),
-        "all go to Redis"
-    );
-    let issue = format!("I:{}", issued_at.timestamp_millis());
-    assert_eq!(claim(7).await.unwrap(), Enqueued::Final(issue.clone()));
+    assert!(!g.turns_away(300), "all go to Redis");
+    let issue = Enqueued::Final(format!("I:{}", issued_at.timestamp_millis()));
+    assert_eq!(g.claim(7).await, issue);
 
-    answered_in_gateway(&enqueuer, id, now, 300, &claim).await;
-    assert!(!enqueuer.turns_away(id, UserId(7), now));
-    assert_eq!(claim(7).await.unwrap(), Enqueued::Final(issue));
+    g.until_answered_in_gateway(300).await;
+    assert!(!g.turns_away(7));
+    assert_eq!(g.claim(7).await, issue);
 }
 
 /// Coupon `n`, sold out in Redis with these ticket results and holders.
