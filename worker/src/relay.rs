@@ -167,17 +167,34 @@ impl Relay {
     }
 
     /// One pass over every active coupon; returns the entries delivered.
+    /// A coupon that fails is logged and passed over, so that one broken
+    /// outbox does not hold up the others; the pass fails (and the caller
+    /// backs off) only when every coupon did, as when Kafka or Redis is
+    /// down.
     pub async fn relay_once(&self) -> anyhow::Result<usize> {
         let mut total = 0;
         let mut backlog = 0u64;
-        for coupon in stock::active(&self.redis).await? {
-            total += self.relay_coupon(coupon).await?;
+        let coupons = stock::active(&self.redis).await?;
+        let mut failed = None;
+        let mut failures = 0;
+        for &coupon in &coupons {
+            match self.relay_coupon(coupon).await {
+                Ok(n) => total += n,
+                Err(e) => {
+                    tracing::warn!(%coupon, error = format!("{e:#}"), "relaying a coupon failed; will retry");
+                    failures += 1;
+                    failed = Some(e.context(format!("relaying coupon {coupon}")));
+                }
+            }
             let mut conn = self.redis.conn().await?;
             let key = CouponKeys::new(self.redis.keys(), coupon).outbox;
             backlog += conn.xlen::<_, u64>(&key).await.unwrap_or(0);
         }
         metrics::gauge!(names::OUTBOX_BACKLOG).set(backlog as f64);
-        Ok(total)
+        match failed {
+            Some(e) if failures == coupons.len() => Err(e),
+            _ => Ok(total),
+        }
     }
 
     /// Runs until `shutdown`: relays as fast as entries come, waits a little

@@ -1,6 +1,7 @@
 //! Restarts and outages: a persister that dies mid-stream, a relay that dies
-//! holding entries, Kafka unreachable for a while. In each case every issued
-//! claim becomes exactly one row.
+//! holding entries, Kafka unreachable for a while, one coupon's outbox
+//! broken beside a healthy one. In each case every issued claim (of the
+//! healthy coupon, in the last) becomes exactly one row.
 
 mod common;
 
@@ -248,5 +249,42 @@ async fn while_kafka_is_unreachable_claims_are_answered_and_rows_arrive_later() 
     stack.wait_rows(coupon, 50, DEADLINE).await;
     worker.stop().await;
     assert_eq!(outbox_len(&stack, coupon).await, 0);
+    stack.assert_invariants(&[coupon]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_coupon_whose_outbox_is_broken_does_not_hold_up_the_others() {
+    let stack = Stack::start(&[]).await;
+    let broken = stack.coupon(10, 1000).await;
+    let coupon = stack.coupon(100, 1000).await;
+    let users = stack.users(100).await;
+    issue_all(&stack, coupon, &users).await;
+    assert_eq!(outbox_len(&stack, coupon).await, 100);
+
+    // The other coupon's outbox key holds a string: every stream command
+    // on it fails (WRONGTYPE).
+    let keys = CouponKeys::new(stack.state.redis.keys(), broken);
+    let mut conn = stack.state.redis.conn().await.unwrap();
+    let _: () = conn.set(&keys.outbox, "not a stream").await.unwrap();
+
+    let config = Arc::new(stack.env.config.clone());
+    let relay = Relay::new(config.clone(), stack.state.redis.clone()).unwrap();
+    assert!(
+        relay.relay_coupon(broken).await.is_err(),
+        "the broken outbox fails on its own"
+    );
+    eventually("the good outbox drained", DEADLINE, || async {
+        let delivered = relay.relay_once().await;
+        assert!(
+            delivered.is_ok(),
+            "one broken coupon failed the pass: {delivered:?}"
+        );
+        (outbox_len(&stack, coupon).await == 0).then_some(())
+    })
+    .await;
+
+    let persister = Persister::new(config, stack.state.db.clone()).unwrap();
+    persist_until(&stack, &persister, coupon, 100).await;
+    assert_eq!(stack.rows(coupon).await, 100);
     stack.assert_invariants(&[coupon]).await;
 }
