@@ -8,7 +8,9 @@
 //! `remaining_quantity` recomputed in the same transaction), and only after
 //! the commit stores the offsets (`enable.auto.offset.store=false`; stored
 //! offsets are committed in the background and synchronously on shutdown).
-//! While MySQL is down it holds the batch and retries with backoff.
+//! While MySQL or the dead-letter topic is down it holds the batch and
+//! retries with backoff; a consumer error in the middle of a batch ends the
+//! batch there, and what was received is persisted, never dropped.
 //!
 //! Invariants kept here: 2 (UNIQUE key), 4 (offsets only after the rows are
 //! committed: a crash replays, never skips), 7 (remaining = total - rows).
@@ -134,7 +136,10 @@ impl Persister {
     /// Waits up to `wait` for a first message, takes what else is there
     /// (up to [`MAX_BATCH`]), persists the batch and stores its offsets.
     /// Returns `None` when no message came. Gives up (storing nothing) only
-    /// when `shutdown` is cancelled while MySQL is failing.
+    /// when `shutdown` is cancelled while MySQL or the dead-letter topic is
+    /// failing. A consumer error after the first message ends the batch
+    /// there and the messages received are persisted: the consumer has
+    /// moved past them, and a later batch's offsets would pass them over.
     pub async fn persist_once(
         &self,
         wait: Duration,
@@ -152,7 +157,11 @@ impl Persister {
         while batch.len() < MAX_BATCH {
             let left = deadline.saturating_duration_since(Instant::now());
             match tokio::time::timeout(left, self.consumer.recv()).await {
-                Ok(m) => batch.push(m?),
+                Ok(Ok(m)) => batch.push(m),
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, "consumer error; persisting the batch so far");
+                    break;
+                }
                 Err(_) => break,
             }
         }
@@ -185,8 +194,19 @@ impl Persister {
                         error = %e,
                         "undecodable event sent to the dead-letter topic"
                     );
-                    self.dead_letter(message.payload(), message.key(), &e.to_string())
-                        .await?;
+                    let mut backoff = Duration::from_millis(100);
+                    while let Err(dlq) = self
+                        .dead_letter(message.payload(), message.key(), &e.to_string())
+                        .await
+                    {
+                        tracing::warn!(error = format!("{dlq:#}"), retry_in = ?backoff, "dead-letter topic unreachable; retrying");
+                        tokio::select! {
+                            // Nothing stored: the batch is redelivered after restart.
+                            _ = shutdown.cancelled() => return Ok(None),
+                            _ = tokio::time::sleep(backoff) => {}
+                        }
+                        backoff = (backoff * 2).min(Duration::from_secs(5));
+                    }
                     report.dead_lettered += 1;
                 }
             }
