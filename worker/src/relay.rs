@@ -12,9 +12,9 @@
 //! Invariant 4 (nothing lost): an entry leaves the stream only after Kafka
 //! has it. Delivery is at least once; the persister's insert is idempotent.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use coupon_core::domain::{CouponId, UserId};
 use coupon_core::events::{Event, Issue};
@@ -32,6 +32,10 @@ const BATCH: usize = 500;
 /// (a relay that is alive acks within the Kafka message timeout).
 pub const RECLAIM_IDLE: Duration = Duration::from_secs(15);
 const IDLE_WAIT: Duration = Duration::from_millis(20);
+/// The first wait before a coupon that failed is tried again; it doubles
+/// with each failure, up to [`MAX_BACKOFF`].
+const FIRST_BACKOFF: Duration = Duration::from_millis(100);
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
 #[derive(Clone)]
 pub struct Relay {
@@ -41,6 +45,9 @@ pub struct Relay {
     /// This relay's name in the consumer group.
     consumer: String,
     groups: Arc<Mutex<HashSet<CouponId>>>,
+    /// Coupons whose last attempt failed: when to try again, and the wait
+    /// that set.
+    failing: Arc<Mutex<HashMap<CouponId, (Instant, Duration)>>>,
     reclaim_idle: Duration,
 }
 
@@ -60,6 +67,7 @@ impl Relay {
             producer,
             consumer,
             groups: Arc::default(),
+            failing: Arc::default(),
             reclaim_idle,
         })
     }
@@ -143,7 +151,7 @@ impl Relay {
         if !issues.is_empty() {
             let payload = Event::issued(coupon, issues).encode();
             let key = coupon.to_string();
-            let started = std::time::Instant::now();
+            let started = Instant::now();
             let delivery = self
                 .producer
                 .send(
@@ -167,23 +175,28 @@ impl Relay {
     }
 
     /// One pass over every active coupon; returns the entries delivered.
-    /// A coupon that fails is logged and passed over, so that one broken
-    /// outbox does not hold up the others; the pass fails (and the caller
-    /// backs off) only when every coupon did, as when Kafka or Redis is
-    /// down.
+    /// A coupon that fails is logged and passed over, and tried again after
+    /// a backoff of its own, so that one broken outbox does not hold up the
+    /// others; the pass fails (and the caller backs off) only when every
+    /// coupon it tried failed, as when Kafka or Redis is down.
     pub async fn relay_once(&self) -> anyhow::Result<usize> {
         let mut total = 0;
         let mut backlog = 0u64;
-        let coupons = stock::active(&self.redis).await?;
-        let mut failed = None;
-        let mut failures = 0;
-        for &coupon in &coupons {
-            match self.relay_coupon(coupon).await {
-                Ok(n) => total += n,
-                Err(e) => {
-                    tracing::warn!(%coupon, error = format!("{e:#}"), "relaying a coupon failed; will retry");
-                    failures += 1;
-                    failed = Some(e.context(format!("relaying coupon {coupon}")));
+        let (mut tried, mut failures, mut last_error) = (0, 0, None);
+        for coupon in stock::active(&self.redis).await? {
+            if self.due(coupon) {
+                tried += 1;
+                match self.relay_coupon(coupon).await {
+                    Ok(n) => {
+                        total += n;
+                        self.failing.lock().expect("lock").remove(&coupon);
+                    }
+                    Err(e) => {
+                        let wait = self.failed(coupon);
+                        tracing::warn!(%coupon, error = format!("{e:#}"), retry_in = ?wait, "relaying a coupon failed");
+                        failures += 1;
+                        last_error = Some(e.context(format!("relaying coupon {coupon}")));
+                    }
                 }
             }
             let mut conn = self.redis.conn().await?;
@@ -191,28 +204,48 @@ impl Relay {
             backlog += conn.xlen::<_, u64>(&key).await.unwrap_or(0);
         }
         metrics::gauge!(names::OUTBOX_BACKLOG).set(backlog as f64);
-        match failed {
-            Some(e) if failures == coupons.len() => Err(e),
+        match last_error {
+            Some(e) if failures == tried => Err(e),
             _ => Ok(total),
         }
+    }
+
+    /// Whether `coupon` may be tried now: it did not fail last time, or its
+    /// backoff is over.
+    fn due(&self, coupon: CouponId) -> bool {
+        let failing = self.failing.lock().expect("lock");
+        failing
+            .get(&coupon)
+            .is_none_or(|(at, _)| *at <= Instant::now())
+    }
+
+    /// Records that `coupon` failed; returns the wait before it is tried
+    /// again.
+    fn failed(&self, coupon: CouponId) -> Duration {
+        let mut failing = self.failing.lock().expect("lock");
+        let wait = failing
+            .get(&coupon)
+            .map_or(FIRST_BACKOFF, |(_, w)| (*w * 2).min(MAX_BACKOFF));
+        failing.insert(coupon, (Instant::now() + wait, wait));
+        wait
     }
 
     /// Runs until `shutdown`: relays as fast as entries come, waits a little
     /// when there are none, backs off while Kafka or Redis fails. A batch in
     /// hand is finished (delivered and acknowledged) before it stops.
     pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
-        let mut backoff = Duration::from_millis(100);
+        let mut backoff = FIRST_BACKOFF;
         loop {
             let wait = match self.relay_once().await {
                 Ok(0) => IDLE_WAIT,
                 Ok(_) => {
-                    backoff = Duration::from_millis(100);
+                    backoff = FIRST_BACKOFF;
                     Duration::ZERO
                 }
                 Err(e) => {
                     tracing::warn!(error = format!("{e:#}"), retry_in = ?backoff, "relay failed; retrying");
                     let wait = backoff;
-                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
                     wait
                 }
             };
