@@ -14,16 +14,19 @@ COPY core/Cargo.toml core/Cargo.toml
 COPY gateway/Cargo.toml gateway/Cargo.toml
 COPY worker/Cargo.toml worker/Cargo.toml
 COPY scheduler/Cargo.toml scheduler/Cargo.toml
+# The storm benchmark is a workspace member too: cargo needs its manifest to
+# load the workspace, though the image does not ship it.
+COPY ops/bench/Cargo.toml ops/bench/Cargo.toml
 RUN for c in core gateway worker scheduler; do mkdir -p $c/src && echo '' > $c/src/lib.rs; done \
- && for c in gateway worker scheduler; do echo 'fn main() {}' > $c/src/main.rs; done \
+ && for c in gateway worker scheduler ops/bench; do mkdir -p $c/src && echo 'fn main() {}' > $c/src/main.rs; done \
  && mkdir -p migrations \
- && cargo build --release --locked --bins \
- && rm -rf core/src gateway/src worker/src scheduler/src
+ && cargo build --release --locked -p gateway -p worker -p scheduler \
+ && rm -rf core/src gateway/src worker/src scheduler/src ops/bench/src
 
 # Our code.
 COPY . .
 RUN touch core/src/lib.rs gateway/src/lib.rs worker/src/lib.rs scheduler/src/lib.rs \
- && cargo build --release --locked --bins
+ && cargo build --release --locked -p gateway -p worker -p scheduler
 
 # --- run ---------------------------------------------------------------------
 FROM debian:bookworm-slim AS runtime
