@@ -365,6 +365,18 @@ macro_rules! api_errors {
 /// types, unknown routes, failed auth) as `{code, message}`.
 pub async fn catch_all(error: poem::Error) -> Response {
     let status = error.status();
+    if error.is::<poem_openapi::error::ParsePathError>() {
+        // poem-openapi calls path parameters `param0`, `param1`... in these
+        // errors, which names nothing the client sent. Every path parameter
+        // of this API that can fail to parse is a coupon's `id` (the ticket
+        // id is a string); `gateway/tests/openapi.rs` keeps that true.
+        return Json(ErrorBody {
+            code: ErrorCode::Validation.as_str().to_owned(),
+            message: PATH_ID_MESSAGE.to_owned(),
+        })
+        .with_status(status)
+        .into_response();
+    }
     let response = error.into_response();
     let is_json = response
         .content_type()
@@ -391,6 +403,10 @@ pub async fn catch_all(error: poem::Error) -> Response {
     .with_status(status)
     .into_response()
 }
+
+/// The answer to a path whose `id` is not a number (`/api/coupons/abc`).
+pub const PATH_ID_MESSAGE: &str =
+    "`id` in the path must be a whole number from 1 to 9223372036854775807.";
 
 /// poem-openapi's parse errors say which field and why, wrapped in
 /// implementation words; keep the useful part.

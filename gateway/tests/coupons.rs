@@ -167,11 +167,23 @@ async fn unknown_coupons_are_404_and_bad_ids_400() {
     app.get("/api/admin/coupons/424242/stats", Some(&admin))
         .await
         .assert_error(404, "COUPON_NOT_FOUND");
-    let bad = app.get("/api/coupons/abc", None).await;
-    bad.assert_error(400, "VALIDATION");
-    app.get("/api/coupons/-1", None)
-        .await
-        .assert_error(400, "VALIDATION");
+    // The message names the parameter the client sent, not poem-openapi's
+    // internal `param0`.
+    for path in ["/api/coupons/abc", "/api/coupons/-1", "/api/coupons/1e3"] {
+        let bad = app.get(path, None).await;
+        bad.assert_error(400, "VALIDATION");
+        assert_eq!(
+            bad.body["message"],
+            gateway::error::PATH_ID_MESSAGE,
+            "{path}"
+        );
+    }
+    let stats = app.get("/api/admin/coupons/x/stats", Some(&admin)).await;
+    stats.assert_error(400, "VALIDATION");
+    assert_eq!(stats.body["message"], gateway::error::PATH_ID_MESSAGE);
+    let zero = app.get("/api/coupons/0", None).await;
+    zero.assert_error(400, "VALIDATION");
+    assert!(zero.body["message"].as_str().unwrap().contains("`id`"));
     app.get("/api/no/such/route", None)
         .await
         .assert_error(404, "NOT_FOUND");

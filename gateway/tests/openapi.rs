@@ -59,3 +59,27 @@ fn every_endpoint_of_the_contract_is_documented_with_its_statuses() {
     assert!(spec["components"]["securitySchemes"]["bearer"].is_object());
     assert!(spec["paths"]["/api/me"]["get"]["security"].is_array());
 }
+
+/// `gateway::error::catch_all` names a path parameter that fails to parse
+/// `id` (poem-openapi itself says `param0`): true only while every path
+/// parameter other than a string is called `id`.
+#[test]
+fn every_path_parameter_that_can_fail_to_parse_is_an_id() {
+    let spec: serde_json::Value = serde_json::from_str(&gateway::api::spec_json()).unwrap();
+    let mut ids = 0;
+    for (path, operations) in spec["paths"].as_object().unwrap() {
+        for (method, operation) in operations.as_object().unwrap() {
+            let parameters = operation["parameters"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+            for parameter in parameters.iter().filter(|p| p["in"] == "path") {
+                if parameter["schema"]["type"] != "string" {
+                    assert_eq!(parameter["name"], "id", "{method} {path}");
+                    ids += 1;
+                }
+            }
+        }
+    }
+    assert!(ids > 0, "the coupon routes take an id");
+}
