@@ -365,18 +365,11 @@ macro_rules! api_errors {
 /// types, unknown routes, failed auth) as `{code, message}`.
 pub async fn catch_all(error: poem::Error) -> Response {
     let status = error.status();
-    if error.is::<poem_openapi::error::ParsePathError>() {
-        // poem-openapi calls path parameters `param0`, `param1`... in these
-        // errors, which names nothing the client sent. Every path parameter
-        // of this API that can fail to parse is a coupon's `id` (the ticket
-        // id is a string); `gateway/tests/openapi.rs` keeps that true.
-        return Json(ErrorBody {
-            code: ErrorCode::Validation.as_str().to_owned(),
-            message: PATH_ID_MESSAGE.to_owned(),
-        })
-        .with_status(status)
-        .into_response();
-    }
+    // poem-openapi calls path parameters `param0`, `param1`... in these
+    // errors, which names nothing the client sent. Every path parameter of
+    // this API that can fail to parse is a coupon's `id` (the ticket id is a
+    // string); `gateway/tests/openapi.rs` keeps that true.
+    let bad_path_id = error.is::<poem_openapi::error::ParsePathError>();
     let response = error.into_response();
     let is_json = response
         .content_type()
@@ -394,6 +387,7 @@ pub async fn catch_all(error: poem::Error) -> Response {
         }
         ErrorCode::NotFound => "There is nothing at this address.".to_owned(),
         ErrorCode::MethodNotAllowed => "This method is not allowed here.".to_owned(),
+        _ if bad_path_id => PATH_ID_MESSAGE.to_owned(),
         _ => humanize(&text),
     };
     Json(ErrorBody {
