@@ -7,6 +7,7 @@
 mod common;
 
 use std::net::TcpListener;
+use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -19,16 +20,26 @@ use serde_json::json;
 
 const DEADLINE: Duration = Duration::from_secs(60);
 
-/// A headless Chromium behind its own chromedriver; both end on drop.
+/// A headless Chromium behind its own chromedriver. [`Browser::close`]
+/// ends the session (chromedriver quits Chromium); on drop, as when a test
+/// fails half-way, the whole process group goes: chromedriver runs in a
+/// group of its own, which Chromium's processes join, so none outlives the
+/// test. The profile folder goes too.
 struct Browser {
     client: Client,
     driver: Child,
+    profile: PathBuf,
 }
 
 impl Drop for Browser {
     fn drop(&mut self) {
-        let _ = self.driver.kill();
+        let group = format!("-{}", self.driver.id());
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &group])
+            .stderr(Stdio::null())
+            .status();
         let _ = self.driver.wait();
+        let _ = std::fs::remove_dir_all(&self.profile);
     }
 }
 
@@ -44,6 +55,7 @@ impl Browser {
                 .arg(format!("--port={port}"))
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
+                .process_group(0)
                 .spawn()
                 .expect("chromedriver (ops/test installs chromium-driver)");
         let profile = std::env::temp_dir().join(format!("chromium-test-{port}"));
@@ -75,7 +87,17 @@ impl Browser {
             }
         })
         .await;
-        Self { client, driver }
+        Self {
+            client,
+            driver,
+            profile,
+        }
+    }
+
+    /// Ends the WebDriver session, which closes Chromium, then the rest
+    /// (drop).
+    async fn close(self) {
+        self.client.clone().close().await.unwrap();
     }
 
     /// The element, once the page shows it.
@@ -191,6 +213,7 @@ async fn waiting_page_follows_the_ticket_to_issued_live() {
     browser.click("a[href='/me/coupons']").await;
     browser.wait_text("main", "Storm").await;
     browser.screenshot("my-coupons-ko").await;
+    browser.close().await;
     worker.stop().await;
     stack.assert_invariants(&[coupon]).await;
 }
@@ -208,6 +231,7 @@ async fn waiting_page_works_without_javascript() {
     // Only the meta refresh can bring the news.
     browser.wait_text("#headline", "You got the coupon!").await;
     browser.screenshot("issued-en-no-js").await;
+    browser.close().await;
     stack.wait_rows(coupon, 1, DEADLINE).await;
     worker.stop().await;
 }
@@ -243,6 +267,7 @@ async fn a_sold_out_coupon_says_so() {
         .wait_text(&format!("#coupon-{}", coupon.0), "매진")
         .await;
     browser.screenshot("list-sold-out-ko").await;
+    browser.close().await;
     stack.wait_rows(coupon, 1, DEADLINE).await;
     worker.stop().await;
     stack.assert_invariants(&[coupon]).await;
