@@ -18,7 +18,9 @@
 //! machine's CPU time during the claims split between the gateway, the
 //! worker, the bench client, Redis, the broker and MariaDB (during the
 //! whole storm, during the sale alone, up to the last 202 answer, read
-//! every 10 ms on a thread of its own, and during the `/healthz` phase).
+//! every 10 ms on a thread of its own, and during the `/healthz` phase,
+//! read the same way so that both phases carry the readings' cost, which
+//! is printed too).
 //! Claim latencies are also printed by answer (202
 //! joined the line, 410 turned away), for the door opening, the first
 //! C answers, when all C connections sent at once, against the rest, and
@@ -360,25 +362,54 @@ fn describe_redis_time(before: &[(String, u64, u64)], after: &[(String, u64, u64
 
 /// Readings of a [`CpuUse`] every 10 ms on a thread of its own, each
 /// with the time it was taken, until dropped: for the CPU of a phase whose
-/// end is known only afterwards (the sale).
+/// end is known only afterwards (the sale). The readings cost the client
+/// CPU (`/proc` is slow to read on some VMs), so the `/healthz` phase is
+/// traced too: both measured phases carry the same load, and
+/// [`CpuTrace::cost`] tells how much it was.
 struct CpuTrace {
     readings: Arc<std::sync::Mutex<Vec<(Duration, CpuReading)>>>,
     stop: Arc<AtomicBool>,
+    /// The reading thread's `schedstat`, once it runs.
+    schedstat: Arc<std::sync::OnceLock<std::path::PathBuf>>,
 }
 
 impl CpuTrace {
     fn start(cpu_use: Arc<CpuUse>, since: Instant) -> Self {
         let readings: Arc<std::sync::Mutex<Vec<(Duration, CpuReading)>>> = Arc::default();
         let stop = Arc::new(AtomicBool::new(false));
-        let (into, stopped) = (readings.clone(), stop.clone());
+        let schedstat: Arc<std::sync::OnceLock<std::path::PathBuf>> = Arc::default();
+        let (into, stopped, own) = (readings.clone(), stop.clone(), schedstat.clone());
         std::thread::spawn(move || {
+            // "/proc/thread-self" links to "<pid>/task/<tid>".
+            if let Ok(me) = std::fs::read_link("/proc/thread-self") {
+                let _ = own.set(std::path::Path::new("/proc").join(me).join("schedstat"));
+            }
             while !stopped.load(Ordering::Relaxed) {
                 let reading = cpu_use.read();
                 into.lock().expect("lock").push((since.elapsed(), reading));
                 std::thread::sleep(Duration::from_millis(10));
             }
         });
-        Self { readings, stop }
+        Self {
+            readings,
+            stop,
+            schedstat,
+        }
+    }
+
+    /// "412 readings, 38.1 ms of CPU": what the trace took so far.
+    fn cost(&self) -> String {
+        // schedstat: nanoseconds on a CPU, then waiting, then time slices.
+        let cpu_ms = self
+            .schedstat
+            .get()
+            .and_then(|path| std::fs::read_to_string(path).ok())
+            .and_then(|line| line.split_whitespace().next()?.parse::<f64>().ok())
+            .map_or_else(|| "unknown".to_owned(), |ns| format!("{:.1}", ns / 1e6));
+        format!(
+            "{} readings, {cpu_ms} ms of CPU",
+            self.readings.lock().expect("lock").len()
+        )
     }
 
     /// The first reading taken at or after `at`, with its time.
@@ -795,6 +826,7 @@ async fn main() -> anyhow::Result<()> {
         .iter()
         .rposition(|s| *s == 202)
         .map_or(0, |i| i + 1);
+    let storm_trace_cost = storm_trace.cost();
     let sale_cpu = storm_trace
         .at(Duration::from_micros(last_202.load(Ordering::Relaxed)))
         .map_or_else(
@@ -1004,10 +1036,13 @@ async fn main() -> anyhow::Result<()> {
     let gateway_cpu_before = gateway.lock().expect("lock").cpu_time();
     let healthz_cpu_before = cpu_use.read();
     let healthz_recording = recording("healthz")?;
+    let healthz_trace = CpuTrace::start(cpu_use.clone(), Instant::now());
     let (healthz_rate, mut healthz_lat, _) = hammer(healthz_count, options.concurrency, |_| {
         get_status(http.clone(), format!("{base}/healthz"))
     })
     .await;
+    let healthz_trace_cost = healthz_trace.cost();
+    drop(healthz_trace);
     let gateway_cpu_per_healthz = gateway
         .lock()
         .expect("lock")
@@ -1082,6 +1117,7 @@ async fn main() -> anyhow::Result<()> {
     println!("CPU while on sale ({sale_cpu}");
     println!("Redis time by command while the claims were answered (calls; a script's commands count in evalsha and on their own): {redis_time}");
     println!("CPU while /healthz was answered: {healthz_cpu}");
+    println!("the bench's own CPU readings every 10 ms, in both phases alike: claims {storm_trace_cost}, /healthz {healthz_trace_cost}");
     println!("peak RSS: gateway {gateway_rss:.1} MB, worker {worker_rss:.1} MB; Redis {redis_per_user:.0} bytes per waiting user");
     println!();
     println!("| figure                                 | ours                |        limit |  ratio | target |");
