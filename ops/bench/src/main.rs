@@ -152,8 +152,7 @@ impl Process {
             .into_iter()
             .flatten()
             .flatten()
-            .filter_map(|task| std::fs::read_to_string(task.path().join("schedstat")).ok())
-            .filter_map(|stat| stat.split_whitespace().next()?.parse::<u64>().ok())
+            .filter_map(|task| schedstat_nanos(&task.path().join("schedstat")))
             .sum();
         Duration::from_nanos(nanos)
     }
@@ -399,13 +398,14 @@ impl CpuTrace {
 
     /// "412 readings, 38.1 ms of CPU": what the trace took so far.
     fn cost(&self) -> String {
-        // schedstat: nanoseconds on a CPU, then waiting, then time slices.
         let cpu_ms = self
             .schedstat
             .get()
-            .and_then(|path| std::fs::read_to_string(path).ok())
-            .and_then(|line| line.split_whitespace().next()?.parse::<f64>().ok())
-            .map_or_else(|| "unknown".to_owned(), |ns| format!("{:.1}", ns / 1e6));
+            .and_then(|path| schedstat_nanos(path))
+            .map_or_else(
+                || "unknown".to_owned(),
+                |ns| format!("{:.1}", ns as f64 / 1e6),
+            );
         format!(
             "{} readings, {cpu_ms} ms of CPU",
             self.readings.lock().expect("lock").len()
@@ -424,6 +424,17 @@ impl Drop for CpuTrace {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
     }
+}
+
+/// The CPU time in a thread's `schedstat` file (nanoseconds on a CPU, then
+/// waiting, then time slices).
+fn schedstat_nanos(path: &std::path::Path) -> Option<u64> {
+    std::fs::read_to_string(path)
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
 }
 
 /// Field `n` (1-based, as in proc(5)) of `/proc/<pid>/stat`, if a number.
