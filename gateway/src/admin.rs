@@ -2,7 +2,7 @@
 //! Stats are cheap enough to poll every second during a storm: one grouped
 //! COUNT on an index, one Redis pipeline.
 
-use chrono::Utc;
+use chrono::{Datelike, Utc};
 use coupon_core::coupons::{self, NewCoupon};
 use coupon_core::domain::CouponId;
 use coupon_core::stock;
@@ -28,8 +28,9 @@ struct CreateCoupon {
     /// 1 to 10,000,000.
     #[oai(validator(minimum(value = "1"), maximum(value = "10000000")))]
     total_quantity: u32,
+    /// From 1970-01-01T00:00:00Z to 9999-12-31T23:59:59Z (in UTC).
     valid_from: UtcTime,
-    /// Must be after `valid_from`.
+    /// After `valid_from`, and no later than 9999-12-31T23:59:59Z (in UTC).
     valid_to: UtcTime,
     /// Admissions per second from the waiting line (1 to 100,000); the
     /// configured default when absent.
@@ -145,6 +146,8 @@ async fn create(state: &AppState, body: CreateCoupon) -> Result<Coupon, ApiError
     if title.is_empty() {
         return Err(ApiError::Validation("title: must not be blank".into()));
     }
+    in_storable_range("valid_from", &body.valid_from)?;
+    in_storable_range("valid_to", &body.valid_to)?;
     if body.valid_from >= body.valid_to {
         return Err(ApiError::Validation(
             "valid_to: must be after valid_from".into(),
@@ -164,6 +167,20 @@ async fn create(state: &AppState, body: CreateCoupon) -> Result<Coupon, ApiError
     stock::warm_up(&state.redis, &state.db, &state.config, &row).await?;
     tracing::info!(coupon_id = %row.id, total = row.total_quantity, "coupon created");
     Ok(Coupon::new(&row, None, state.config.admission_rate_per_sec))
+}
+
+/// The times MySQL's DATETIME keeps and Redis's millisecond fields count
+/// from: a time outside them would be refused by MySQL (a 500) or stored as
+/// something else, so it is a validation error here.
+fn in_storable_range(field: &str, time: &UtcTime) -> Result<(), ApiError> {
+    let year = time.0.year();
+    if (1970..=9999).contains(&year) {
+        Ok(())
+    } else {
+        Err(ApiError::Validation(format!(
+            "{field}: must be from 1970-01-01T00:00:00Z to 9999-12-31T23:59:59Z (UTC)"
+        )))
+    }
 }
 
 async fn coupon_stats(state: &AppState, id: CouponId) -> Result<Stats, ApiError> {

@@ -105,6 +105,19 @@ async fn coupon_creation_rejects_bad_input() {
         ),
         (with("valid_to", base["valid_from"].clone()), "valid_to"),
         (
+            with("valid_from", json!("0000-01-01T00:00:00Z")),
+            "valid_from",
+        ),
+        (
+            with("valid_from", json!("1969-12-31T23:59:59Z")),
+            "valid_from",
+        ),
+        // 9999-12-31 in its own zone, but year 10000 in UTC.
+        (
+            with("valid_to", json!("9999-12-31T23:00:00-02:00")),
+            "valid_to",
+        ),
+        (
             with("admission_rate_per_sec", json!(0)),
             "admission_rate_per_sec",
         ),
@@ -118,14 +131,18 @@ async fn coupon_creation_rejects_bad_input() {
     app.post_raw("/api/admin/coupons", Some(&admin), "{not json")
         .await
         .assert_error(400, "VALIDATION");
-    // The largest allowed quantity is accepted.
+    // The largest allowed quantity and the widest window are accepted.
     app.coupon(&admin, with("total_quantity", json!(10_000_000)))
         .await;
+    let mut widest = with("valid_from", json!("1970-01-01T00:00:00Z"));
+    widest["valid_to"] = json!("9999-12-31T23:59:59Z");
+    let created = app.coupon(&admin, widest).await;
+    assert_eq!(created["valid_to"], "9999-12-31T23:59:59Z");
     let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM coupon")
         .fetch_one(&app.state.db)
         .await
         .unwrap();
-    assert_eq!(count, 1, "only the valid coupon was stored");
+    assert_eq!(count, 2, "only the valid coupons were stored");
 }
 
 #[tokio::test]
