@@ -169,9 +169,10 @@ async fn create(state: &AppState, body: CreateCoupon) -> Result<Coupon, ApiError
     Ok(Coupon::new(&row, None, state.config.admission_rate_per_sec))
 }
 
-/// The times MySQL's DATETIME keeps and Redis's millisecond fields count
-/// from: a time outside them would be refused by MySQL (a 500) or stored as
-/// something else, so it is a validation error here.
+/// Coupon times are kept between the Unix epoch (Redis's millisecond
+/// fields count from it) and the end of year 9999 (MySQL's DATETIME ends
+/// there; a later time broke the insert with a 500). A time outside is
+/// no coupon anyone means, so it is a validation error here.
 fn in_storable_range(field: &str, time: &UtcTime) -> Result<(), ApiError> {
     let year = time.0.year();
     if (1970..=9999).contains(&year) {
