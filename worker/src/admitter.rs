@@ -12,6 +12,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use anyhow::Context;
 use chrono::Utc;
 use coupon_core::domain::CouponId;
 use coupon_core::scripts::{self, Outcome};
@@ -62,7 +63,14 @@ impl Admitter {
     pub async fn admit_once(&self, coupon: CouponId) -> anyhow::Result<AdmitReport> {
         let mut report = AdmitReport::default();
         for _ in 0..MAX_CALLS_PER_TICK {
-            let (decided, more) = self.admit_call(coupon).await?;
+            // The claims decided before a failed call stay decided (and
+            // counted in the metrics): the error says so.
+            let (decided, more) = self.admit_call(coupon).await.with_context(|| {
+                format!(
+                    "after {} issued and {} rejected in this pass",
+                    report.issued, report.rejected
+                )
+            })?;
             report.issued += decided.issued;
             report.rejected += decided.rejected;
             if !more {
