@@ -23,8 +23,10 @@
 -- ARGV[4] now, ms since the epoch
 -- ARGV[4 + i] the i-th user id
 --
--- Reply: flat list user, outcome, ... for the users decided in this call;
--- outcome is ISSUED, ALREADY_ISSUED, DAILY_LIMIT or SOLD_OUT.
+-- Reply: {stock left after the call, {user, outcome, ...}}: the flat list
+-- holds the users decided in this call; outcome is ISSUED, ALREADY_ISSUED,
+-- DAILY_LIMIT or SOLD_OUT. The stock tells the caller the coupon sold out
+-- even when the call's last user took the last coupon (no SOLD_OUT in it).
 
 local limit = tonumber(ARGV[1])
 local day = ARGV[2]
@@ -69,4 +71,4 @@ end
 for outcome, n in pairs(counts) do
   redis.call('HINCRBY', KEYS[7], string.lower(outcome), n)
 end
-return reply
+return {stock, reply}

@@ -15,7 +15,7 @@
 -- ARGV[1] the consumer group
 -- ARGV[2..] the delivered entry ids
 --
--- Reply: nil.
+-- Reply: the stream's length after the trim (the relay's backlog gauge).
 
 local stream, group = KEYS[1], ARGV[1]
 if #ARGV > 1 then
@@ -42,4 +42,4 @@ else
     redis.call('XDEL', stream, last)
   end
 end
-return nil
+return redis.call('XLEN', stream)

@@ -329,8 +329,25 @@ impl Outcome {
     }
 }
 
-/// Runs `claim.lua` for one batch of admitted users; returns the decided
-/// ones (users already decided by an earlier call are left out).
+/// What one `claim.lua` call decided.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Claimed {
+    /// The users decided in this call, in order (users already decided by
+    /// an earlier call are left out).
+    pub decided: Vec<(UserId, Outcome)>,
+    /// The coupon's stock after the call; `None` when there was nothing to
+    /// decide and the script was not run.
+    pub stock_left: Option<i64>,
+}
+
+impl Claimed {
+    /// Whether the coupon has no stock left after this call.
+    pub fn sold_out(&self) -> bool {
+        self.stock_left.is_some_and(|left| left <= 0)
+    }
+}
+
+/// Runs `claim.lua` for one batch of admitted users.
 pub async fn claim(
     redis: &RedisStore,
     coupon: CouponId,
@@ -338,9 +355,9 @@ pub async fn claim(
     day: &crate::daily::Day,
     daily_limit: u32,
     now_ms: i64,
-) -> redis::RedisResult<Vec<(UserId, Outcome)>> {
+) -> redis::RedisResult<Claimed> {
     if users.is_empty() {
-        return Ok(Vec::new());
+        return Ok(Claimed::default());
     }
     let k = CouponKeys::new(redis.keys(), coupon);
     let mut invocation = CLAIM.prepare_invoke();
@@ -364,8 +381,8 @@ pub async fn claim(
         invocation.arg(user.0);
     }
     let mut conn = redis.conn().await?;
-    let reply: Vec<(u64, String)> = invocation.invoke_async(&mut conn).await?;
-    reply
+    let (stock_left, reply): (i64, Vec<(u64, String)>) = invocation.invoke_async(&mut conn).await?;
+    let decided = reply
         .into_iter()
         .map(|(user, outcome)| {
             let outcome = match outcome.as_str() {
@@ -383,7 +400,11 @@ pub async fn claim(
             };
             Ok((UserId(user), outcome))
         })
-        .collect()
+        .collect::<redis::RedisResult<_>>()?;
+    Ok(Claimed {
+        decided,
+        stock_left: Some(stock_left),
+    })
 }
 
 /// Runs `expire.lua` once: marks the coupon expired and rejects up to
@@ -559,13 +580,13 @@ fn parse_user(text: &str) -> redis::RedisResult<u64> {
 
 /// `delivered.lua`: the outbox entries `ids` of `coupon` are in Kafka:
 /// acknowledged in `group`, and the stream trimmed up to its first entry
-/// not delivered yet.
+/// not delivered yet. Returns the stream's length after the trim.
 pub async fn delivered(
     redis: &RedisStore,
     coupon: CouponId,
     group: &str,
     ids: &[String],
-) -> redis::RedisResult<()> {
+) -> redis::RedisResult<u64> {
     let k = CouponKeys::new(redis.keys(), coupon);
     let mut conn = redis.conn().await?;
     DELIVERED

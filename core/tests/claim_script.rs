@@ -50,6 +50,7 @@ impl Fixture {
         )
         .await
         .unwrap()
+        .decided
         .into_iter()
         .map(|(u, o)| (u.0, o))
         .collect()
@@ -147,6 +148,41 @@ async fn stock_of_exactly_one_and_exactly_zero() {
     assert_eq!(f.claim(1, &[3]).await, vec![(3, SoldOut)]);
     assert_eq!(f.stock(1).await, 0, "never below zero");
     assert_eq!(f.outbox_len(1).await, 1);
+}
+
+#[tokio::test]
+async fn the_reply_tells_the_stock_left_also_when_the_last_coupon_went_last() {
+    let f = Fixture::new("5");
+    redis_coupon(&f.redis, 1, 3, 100).await;
+    let ids = |users: &[u64]| users.iter().map(|u| UserId(*u)).collect::<Vec<_>>();
+    let claim = |users: Vec<UserId>| {
+        let f = &f;
+        async move {
+            let day = f.today();
+            let now = Utc::now().timestamp_millis();
+            scripts::claim(&f.redis, CouponId(1), &users, &day, f.limit, now)
+                .await
+                .unwrap()
+        }
+    };
+
+    f.admit(1, &[1]).await;
+    let first = claim(ids(&[1])).await;
+    assert_eq!(first.stock_left, Some(2));
+    assert!(!first.sold_out());
+
+    // The last two coupons go to the call's last two users: no SOLD_OUT
+    // in the reply, yet the caller learns the coupon is gone.
+    f.admit(1, &[2, 3]).await;
+    let last = claim(ids(&[2, 3])).await;
+    assert_eq!(last.decided, vec![(UserId(2), Issued), (UserId(3), Issued)]);
+    assert_eq!(last.stock_left, Some(0));
+    assert!(last.sold_out());
+
+    // Nothing to decide: the script is not run and tells nothing.
+    let none = claim(Vec::new()).await;
+    assert_eq!(none, scripts::Claimed::default());
+    assert!(!none.sold_out());
 }
 
 #[tokio::test]
@@ -520,11 +556,11 @@ async fn delivered_entries_leave_the_outbox_and_nothing_undelivered_does() {
     }
     // b is delivered first: a's older entries are still on their way, so
     // nothing before them may go, and b's wait behind them.
-    scripts::delivered(&f.redis, coupon, "relay", &ids[3..6])
+    let len = scripts::delivered(&f.redis, coupon, "relay", &ids[3..6])
         .await
         .unwrap();
-    let len: u64 = conn.xlen(&outbox).await.unwrap();
-    assert_eq!(len, 8);
+    assert_eq!(len, 8, "the reply is the stream's length");
+    assert_eq!(conn.xlen::<_, u64>(&outbox).await.unwrap(), 8);
 
     // a is delivered: everything the group was given is gone; the unread
     // entries stay, and are the whole stream.
@@ -536,9 +572,9 @@ async fn delivered_entries_leave_the_outbox_and_nothing_undelivered_does() {
     assert_eq!(left, [ids[6].as_str(), ids[7].as_str()]);
 
     // A repeated call (a relay that retried) changes nothing.
-    scripts::delivered(&f.redis, coupon, "relay", &ids[0..3])
+    let len = scripts::delivered(&f.redis, coupon, "relay", &ids[0..3])
         .await
         .unwrap();
-    let len: u64 = conn.xlen(&outbox).await.unwrap();
     assert_eq!(len, 2);
+    assert_eq!(conn.xlen::<_, u64>(&outbox).await.unwrap(), 2);
 }

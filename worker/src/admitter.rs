@@ -103,7 +103,7 @@ impl Admitter {
         let label = coupon.to_string();
         for chunk in users.chunks(CLAIM_CHUNK) {
             let started = std::time::Instant::now();
-            let decided = scripts::claim(
+            let claimed = scripts::claim(
                 &self.redis,
                 coupon,
                 chunk,
@@ -116,24 +116,17 @@ impl Admitter {
                 .record(started.elapsed().as_secs_f64());
             metrics::histogram!(names::CLAIM_BATCH_SIZE).record(chunk.len() as f64);
             metrics::counter!(names::ADMISSIONS, "coupon" => label.clone())
-                .increment(decided.len() as u64);
-            for (_, outcome) in &decided {
+                .increment(claimed.decided.len() as u64);
+            for (_, outcome) in &claimed.decided {
                 metrics::counter!(names::CLAIM_OUTCOMES, "outcome" => outcome.as_str())
                     .increment(1);
                 match outcome {
                     Outcome::Issued => report.issued += 1,
-                    Outcome::SoldOut => {
-                        sold_out = true;
-                        report.rejected += 1;
-                    }
                     _ => report.rejected += 1,
                 }
             }
-        }
-        // The last coupon issued with nobody after it in this call: only
-        // the stock tells.
-        if !full && !sold_out && report.issued > 0 {
-            sold_out = stock::stock(&self.redis, coupon).await? == Some(0);
+            // Also when the call's last user took the last coupon.
+            sold_out |= claimed.sold_out();
         }
         Ok((report, full || sold_out))
     }

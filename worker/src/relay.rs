@@ -37,6 +37,17 @@ const IDLE_WAIT: Duration = Duration::from_millis(20);
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
+/// What one [`Relay::relay_coupon`] call did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Relayed {
+    /// Outbox entries delivered to Kafka and acknowledged.
+    pub delivered: usize,
+    /// The outbox's length once they left it (the undelivered backlog);
+    /// `None` when there was nothing to deliver and the stream was left
+    /// as it was.
+    pub backlog: Option<u64>,
+}
+
 #[derive(Clone)]
 pub struct Relay {
     config: Arc<Config>,
@@ -122,14 +133,13 @@ impl Relay {
         Ok(Vec::new())
     }
 
-    /// Carries at most one batch of one coupon's outbox to Kafka. Returns the
-    /// entries delivered.
-    pub async fn relay_coupon(&self, coupon: CouponId) -> anyhow::Result<usize> {
+    /// Carries at most one batch of one coupon's outbox to Kafka.
+    pub async fn relay_coupon(&self, coupon: CouponId) -> anyhow::Result<Relayed> {
         let key = CouponKeys::new(self.redis.keys(), coupon).outbox;
         self.ensure_group(coupon, &key).await?;
         let entries = self.next_entries(&key).await?;
         if entries.is_empty() {
-            return Ok(0);
+            return Ok(Relayed::default());
         }
         let mut issues = Vec::with_capacity(entries.len());
         let mut ids = Vec::with_capacity(entries.len());
@@ -169,9 +179,12 @@ impl Relay {
             }
         }
         // Delivered: now, and only now, the entries may leave the stream.
-        scripts::delivered(&self.redis, coupon, GROUP, &ids).await?;
+        let backlog = scripts::delivered(&self.redis, coupon, GROUP, &ids).await?;
         metrics::counter!(names::RELAYED_ISSUES).increment(ids.len() as u64);
-        Ok(ids.len())
+        Ok(Relayed {
+            delivered: ids.len(),
+            backlog: Some(backlog),
+        })
     }
 
     /// One pass over every active coupon; returns the entries delivered.
@@ -184,11 +197,13 @@ impl Relay {
         let mut backlog = 0u64;
         let (mut tried, mut failures, mut last_error) = (0, 0, None);
         for coupon in stock::active(&self.redis).await? {
+            let mut left = None;
             if self.due(coupon) {
                 tried += 1;
                 match self.relay_coupon(coupon).await {
-                    Ok(n) => {
-                        total += n;
+                    Ok(relayed) => {
+                        total += relayed.delivered;
+                        left = relayed.backlog;
                         self.failing.lock().expect("lock").remove(&coupon);
                     }
                     Err(e) => {
@@ -199,9 +214,14 @@ impl Relay {
                     }
                 }
             }
-            let mut conn = self.redis.conn().await?;
-            let key = CouponKeys::new(self.redis.keys(), coupon).outbox;
-            backlog += conn.xlen::<_, u64>(&key).await.unwrap_or(0);
+            backlog += match left {
+                Some(left) => left,
+                None => {
+                    let mut conn = self.redis.conn().await?;
+                    let key = CouponKeys::new(self.redis.keys(), coupon).outbox;
+                    conn.xlen::<_, u64>(&key).await.unwrap_or(0)
+                }
+            };
         }
         metrics::gauge!(names::OUTBOX_BACKLOG).set(backlog as f64);
         match last_error {

@@ -1240,7 +1240,7 @@ async fn raw_claim_script_rate(config: &Config) -> anyhow::Result<f64> {
             async move {
                 scripts::claim(&redis, CouponId(1), batch, &day, 1, 0)
                     .await
-                    .map(|d| d.len())
+                    .map(|claimed| claimed.decided.len())
                     .unwrap_or(0)
             }
         })
