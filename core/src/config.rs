@@ -6,11 +6,12 @@
 //! variable; nothing falls back silently to a default.
 
 use std::fmt;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::str::FromStr;
 use std::time::Duration;
 
 use chrono_tz::Tz;
+use ipnet::IpNet;
 
 /// A secret that never prints: `Debug` and `Display` show `[redacted]`.
 #[derive(Clone, PartialEq, Eq)]
@@ -125,6 +126,11 @@ pub struct Config {
     /// Per-address and per-account request limits (`RATE_LIMITS=off` turns
     /// them off, e.g. for a load test from one address).
     pub rate_limits: bool,
+    /// The reverse proxies and load balancers in front of the gateway. A
+    /// request whose peer is one of them is counted against the client
+    /// address it names in `X-Forwarded-For`; from anyone else that header
+    /// is ignored, so a client cannot pick its own address.
+    pub trusted_proxies: Vec<IpNet>,
 }
 
 /// The development default for `JWT_SECRET`; refused in production.
@@ -250,6 +256,7 @@ impl Config {
                 0..=86_400,
             )?),
             rate_limits: env.boolean("RATE_LIMITS", true)?,
+            trusted_proxies: env.parse_with("TRUSTED_PROXIES", Vec::new(), parse_networks)?,
         })
     }
 
@@ -358,6 +365,23 @@ impl Env<'_> {
     }
 }
 
+/// A comma-separated list of addresses and networks in CIDR notation
+/// (`10.0.0.0/8, 192.0.2.7, fd00::/8`); empty for none.
+fn parse_networks(list: &str) -> Result<Vec<IpNet>, String> {
+    list.split(',')
+        .map(str::trim)
+        .filter(|item| !item.is_empty())
+        .map(|item| {
+            item.parse::<IpNet>()
+                .or_else(|_| item.parse::<IpAddr>().map(IpNet::from))
+                .map(|net| net.trunc())
+                .map_err(|_| {
+                    format!("{item:?} is neither an IP address nor a network such as 10.0.0.0/8")
+                })
+        })
+        .collect()
+}
+
 /// This machine's name, as a valid worker id ("worker" if it has none).
 fn host_name() -> String {
     let name: String = std::fs::read_to_string("/proc/sys/kernel/hostname")
@@ -427,6 +451,8 @@ mod tests {
             ("ADMISSION_RATE_PER_SEC", "0"),
             ("ADMISSION_RATE_PER_SEC", "100001"),
             ("ADMIN_EMAIL", "admin@example.com"),
+            ("TRUSTED_PROXIES", "10.0.0.0/8, proxy.internal"),
+            ("TRUSTED_PROXIES", "10.0.0.0/33"),
         ];
         for (var, value) in cases {
             let err = config(&[(var, value)]).unwrap_err();
@@ -452,6 +478,18 @@ mod tests {
             config(&[("WORKER_ID", "worker-2")]).unwrap().worker_id,
             "worker-2"
         );
+    }
+
+    #[test]
+    fn trusted_proxies_are_addresses_and_networks() {
+        assert!(config(&[]).unwrap().trusted_proxies.is_empty());
+        assert!(config(&[("TRUSTED_PROXIES", " ")])
+            .unwrap()
+            .trusted_proxies
+            .is_empty());
+        let c = config(&[("TRUSTED_PROXIES", "10.1.2.3/8, 192.0.2.7 ,fd00::/8,")]).unwrap();
+        let shown: Vec<String> = c.trusted_proxies.iter().map(ToString::to_string).collect();
+        assert_eq!(shown, ["10.0.0.0/8", "192.0.2.7/32", "fd00::/8"]);
     }
 
     #[test]

@@ -15,7 +15,8 @@
 //! - [`allow`]: 405 answers name the allowed methods.
 //! - [`http_metrics`]: requests by route pattern and status, latency;
 //!   [`body_limit`]: bodies over 16 KiB are refused unread;
-//!   [`rate_limit`]: per-address and per-account limits.
+//!   [`rate_limit`]: per-address and per-account limits, with
+//!   [`client_addr`]: the client's address, also behind trusted proxies.
 //! - [`pages`]: the server-rendered pages (askama, `templates/`) and
 //!   [`live`]: their live updates, one Redis poll per watched coupon.
 //! - [`json`]: strict JSON request bodies whose errors name the field.
@@ -31,6 +32,7 @@ pub mod api;
 pub mod auth;
 pub mod body_limit;
 pub mod claim;
+pub mod client_addr;
 pub mod coupons;
 pub mod error;
 pub mod http_metrics;

@@ -1,6 +1,8 @@
 //! Rate limits: per client address on sign-up and login, per account on
 //! claims and ticket reads. Over the limit: `429 RATE_LIMITED` with
-//! `Retry-After`, before the handler runs.
+//! `Retry-After`, before the handler runs. The client address is the
+//! peer's, or behind `TRUSTED_PROXIES` the one they forwarded
+//! ([`crate::client_addr`]).
 //!
 //! The limiters are the `governor` crate's keyed GCRA limiters, kept in
 //! each gateway process (a client spread over N gateways gets N times the
@@ -9,7 +11,7 @@
 //! where thousands share one carrier address; login lockout, which must
 //! hold across gateways, lives in Redis ([`crate::accounts`]).
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::IpAddr;
 use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -22,6 +24,7 @@ use poem::{Endpoint, IntoResponse, Request, Response};
 use poem_openapi::payload::Json;
 
 use crate::auth::{Tokens, Verified, COOKIE};
+use crate::client_addr::client_ip;
 use crate::error::{ErrorBody, ErrorCode};
 use crate::state::AppState;
 
@@ -96,11 +99,7 @@ impl RateLimits {
     /// had to verify is left in the request for the handler
     /// ([`crate::auth::Verified`]), which then need not verify it again.
     fn check(&self, tokens: &Tokens, req: &mut Request, rule: Rule) -> Option<u64> {
-        let ip = || {
-            req.remote_addr()
-                .as_socket_addr()
-                .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |a| a.ip())
-        };
+        let ip = || client_ip(req);
         let outcome = match rule {
             Rule::Signup => self.signup.check_key(&ip()),
             Rule::Login => self.login.check_key(&ip()),

@@ -361,9 +361,12 @@ async fn logins_from_one_address_are_rate_limited() {
     let mut limited = None;
     for i in 0..40 {
         let body = json!({"email": format!("nobody{i}@example.com"), "password": "whatever-123"});
+        // No proxy is trusted, so a forwarded address of the client's own
+        // choosing changes nothing.
         let response = app
             .http
             .post(app.url("/api/auth/login"))
+            .header("x-forwarded-for", format!("198.51.100.{i}"))
             .json(&body)
             .send()
             .await
@@ -383,6 +386,41 @@ async fn logins_from_one_address_are_rate_limited() {
     assert!(retry >= 1);
     let body: serde_json::Value = response.json().await.unwrap();
     assert_eq!(body["code"], "RATE_LIMITED");
+}
+
+/// Logins of one client until the limit answers; the number let through.
+async fn logins_until_limited(app: &TestApp, forwarded_for: &str) -> usize {
+    for i in 0..40 {
+        let body = json!({"email": format!("nobody{i}@example.com"), "password": "whatever-123"});
+        let response = app
+            .http
+            .post(app.url("/api/auth/login"))
+            .header("x-forwarded-for", forwarded_for)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        match response.status().as_u16() {
+            429 => return i,
+            401 => {}
+            other => panic!("login answered {other}"),
+        }
+    }
+    panic!("40 logins from {forwarded_for} were never limited");
+}
+
+#[tokio::test]
+async fn behind_a_trusted_proxy_each_client_address_has_its_own_limit() {
+    // The test client's own address plays the load balancer.
+    let app = TestApp::spawn_with(&[("TRUSTED_PROXIES", "127.0.0.1, 10.0.0.0/8")]).await;
+    // Each address may log in 20 times at once (then once a second), so
+    // each client gets at least its burst, whatever the time taken.
+    let first = logins_until_limited(&app, "198.51.100.7").await;
+    assert!(first >= 20, "{first}");
+    // Another client behind the same proxies (the balancer, then an inner
+    // one) starts with a budget of its own.
+    let second = logins_until_limited(&app, "203.0.113.9, 10.0.0.4").await;
+    assert!(second >= 20, "{second}");
 }
 
 #[tokio::test]
