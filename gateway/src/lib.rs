@@ -17,6 +17,7 @@
 //!   [`body_limit`]: bodies over 16 KiB are refused unread;
 //!   [`rate_limit`]: per-address and per-account limits, with
 //!   [`client_addr`]: the client's address, also behind trusted proxies.
+//! - [`request_log`]: one log span per request, naming that client.
 //! - [`pages`]: the server-rendered pages (askama, `templates/`) and
 //!   [`live`]: their live updates, one Redis poll per watched coupon.
 //! - [`json`]: strict JSON request bodies whose errors name the field.
@@ -41,6 +42,7 @@ pub mod live;
 pub mod operations;
 pub mod pages;
 pub mod rate_limit;
+pub mod request_log;
 pub mod startup;
 pub mod state;
 pub mod tickets;

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use poem::listener::{Acceptor, Listener, TcpAcceptor, TcpListener};
-use poem::middleware::{CookieJarManager, SetHeader, Tracing};
+use poem::middleware::{CookieJarManager, SetHeader};
 use poem::{EndpointExt, IntoEndpoint, Server};
 use tokio_util::sync::CancellationToken;
 
@@ -54,7 +54,7 @@ pub fn routes(state: AppState) -> impl poem::Endpoint {
         )
         .with(CookieJarManager::new())
         .around(crate::http_metrics::record)
-        .with(Tracing)
+        .around(crate::request_log::trace)
         .data(state)
         .boxed()
 }
