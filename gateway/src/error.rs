@@ -5,7 +5,10 @@
 //! [`ErrorCode::status`] the one place that maps a code to an HTTP status.
 //! Database, Redis and other internal errors convert with `?`, are logged
 //! once when they become a response, and reach the client as a bare
-//! `500 INTERNAL`.
+//! `500 INTERNAL`; when the cause is MySQL or Redis not answering (refused,
+//! dropped or timed-out connections, a server loading or shutting down), as
+//! `503 UNAVAILABLE` with `Retry-After` instead, since asking again shortly
+//! is the right thing to do.
 //!
 //! Each endpoint documents only the errors it can return: the
 //! [`api_errors!`] macro makes a small response enum per endpoint (checked
@@ -172,6 +175,9 @@ impl ApiError {
             ApiError::SoldOut => ErrorCode::SoldOut,
             ApiError::NotActive(_) => ErrorCode::NotActive,
             ApiError::DailyLimit => ErrorCode::DailyLimit,
+            ApiError::Database(e) if db_unreachable(e) => ErrorCode::Unavailable,
+            ApiError::Redis(e) if redis_unreachable(e) => ErrorCode::Unavailable,
+            ApiError::Internal(e) if e.chain().any(unreachable_cause) => ErrorCode::Unavailable,
             ApiError::Database(_) | ApiError::Redis(_) | ApiError::Internal(_) => {
                 ErrorCode::Internal
             }
@@ -183,11 +189,16 @@ impl ApiError {
     /// the process.
     pub fn body(&self) -> ErrorBody {
         let code = self.code();
-        let message = if code == ErrorCode::Internal {
-            tracing::error!(error = %self, "request failed");
-            INTERNAL_MESSAGE.to_owned()
-        } else {
-            self.to_string()
+        let message = match code {
+            ErrorCode::Internal => {
+                tracing::error!(error = %self, "request failed");
+                INTERNAL_MESSAGE.to_owned()
+            }
+            ErrorCode::Unavailable => {
+                tracing::warn!(error = %self, "request failed: a dependency is not answering");
+                UNAVAILABLE_MESSAGE.to_owned()
+            }
+            _ => self.to_string(),
         };
         ErrorBody {
             code: code.as_str().to_owned(),
@@ -197,6 +208,46 @@ impl ApiError {
 }
 
 const INTERNAL_MESSAGE: &str = "Something went wrong on our side. Please try again.";
+const UNAVAILABLE_MESSAGE: &str =
+    "The service is briefly unavailable. Please try again in a few seconds.";
+
+/// What a `503 UNAVAILABLE` asks the client to wait, in seconds: about as
+/// long as the connections take to come back once MySQL or Redis answers.
+pub const RETRY_AFTER_SECS: u64 = 5;
+
+/// MySQL did not answer: no connection, a broken one, none free in time, or
+/// a server refusing work (too many connections, shutting down).
+fn db_unreachable(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed => true,
+        // ER_CON_COUNT_ERROR, ER_SERVER_SHUTDOWN.
+        sqlx::Error::Database(db) => matches!(db.code().as_deref(), Some("1040" | "1053")),
+        _ => false,
+    }
+}
+
+/// Redis did not answer: a connection refused, dropped or timed out, or a
+/// server still loading its data or without a master.
+fn redis_unreachable(e: &redis::RedisError) -> bool {
+    use redis::ErrorKind::*;
+    matches!(
+        e.kind(),
+        IoError | BusyLoadingError | TryAgain | ClusterDown | MasterDown
+    )
+}
+
+fn unreachable_cause(cause: &(dyn std::error::Error + 'static)) -> bool {
+    cause
+        .downcast_ref::<sqlx::Error>()
+        .is_some_and(db_unreachable)
+        || cause
+            .downcast_ref::<redis::RedisError>()
+            .is_some_and(redis_unreachable)
+}
 
 impl poem::error::ResponseError for ApiError {
     fn status(&self) -> StatusCode {
@@ -204,7 +255,14 @@ impl poem::error::ResponseError for ApiError {
     }
 
     fn as_response(&self) -> Response {
-        Json(self.body()).with_status(self.status()).into_response()
+        let response = Json(self.body()).with_status(self.status());
+        if self.code() == ErrorCode::Unavailable {
+            response
+                .with_header("retry-after", RETRY_AFTER_SECS)
+                .into_response()
+        } else {
+            response.into_response()
+        }
     }
 }
 
@@ -212,7 +270,8 @@ impl poem::error::ResponseError for ApiError {
 /// `api_errors!(pub SignupError { Validation = 400, EmailTaken = 409 });`
 ///
 /// The enum documents exactly these statuses (each with its code's
-/// description, from the table below) plus `500 INTERNAL`. The statuses are
+/// description, from the table below) plus `500 INTERNAL` and `503
+/// UNAVAILABLE`. The statuses are
 /// checked at compile time against [`ErrorCode::status`]. An error outside
 /// the list still gets its right status and code (as the documented
 /// `default` response) and is logged, since it means the list is stale.
@@ -312,13 +371,6 @@ macro_rules! api_errors {
             RateLimited(poem_openapi::payload::Json<$crate::error::ErrorBody>),
         ] [$($seen = $st)* RateLimited = $s] $($($rest)*)?);
     };
-    (@build $vis:vis $name:ident [$($acc:tt)*] [$($seen:ident = $st:literal)*] Unavailable = $s:literal $(, $($rest:tt)*)?) => {
-        $crate::api_errors!(@build $vis $name [$($acc)*
-            #[doc = "`UNAVAILABLE`: a dependency is down; retry shortly."]
-            #[oai(status = $s)]
-            Unavailable(poem_openapi::payload::Json<$crate::error::ErrorBody>),
-        ] [$($seen = $st)* Unavailable = $s] $($($rest)*)?);
-    };
     (@build $vis:vis $name:ident [$($acc:tt)*] [$($variant:ident = $status:literal)*]) => {
         #[derive(poem_openapi::ApiResponse, Debug)]
         $vis enum $name {
@@ -326,6 +378,14 @@ macro_rules! api_errors {
             /// `INTERNAL`: something failed on our side; details are in the log.
             #[oai(status = 500)]
             Internal(poem_openapi::payload::Json<$crate::error::ErrorBody>),
+            /// `UNAVAILABLE`: MySQL or Redis is not answering; ask again after `Retry-After` seconds.
+            #[oai(status = 503)]
+            Unavailable(
+                poem_openapi::payload::Json<$crate::error::ErrorBody>,
+                /// Seconds to wait before asking again.
+                #[oai(header = "Retry-After")]
+                u64,
+            ),
             /// Any other error, in the same `{code, message}` shape.
             Other(
                 poem::http::StatusCode,
@@ -345,6 +405,9 @@ macro_rules! api_errors {
                 match code {
                     $( $crate::error::ErrorCode::$variant => Self::$variant(body), )*
                     $crate::error::ErrorCode::Internal => Self::Internal(body),
+                    $crate::error::ErrorCode::Unavailable => {
+                        Self::Unavailable(body, $crate::error::RETRY_AFTER_SECS)
+                    }
                     #[allow(unreachable_patterns)]
                     other => {
                         tracing::warn!(code = other.as_str(), endpoint = stringify!($name), "undocumented error");
@@ -414,5 +477,57 @@ fn humanize(text: &str) -> String {
         "The request is not valid.".to_owned()
     } else {
         text.to_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refused() -> std::io::Error {
+        std::io::Error::from(std::io::ErrorKind::ConnectionRefused)
+    }
+
+    #[test]
+    fn an_unreachable_dependency_is_unavailable_and_any_other_failure_internal() {
+        let unavailable = [
+            ApiError::Database(sqlx::Error::Io(refused())),
+            ApiError::Database(sqlx::Error::PoolTimedOut),
+            ApiError::Redis(redis::RedisError::from(refused())),
+            ApiError::Redis(redis::RedisError::from((
+                redis::ErrorKind::BusyLoadingError,
+                "loading",
+            ))),
+            ApiError::Internal(
+                anyhow::Error::from(sqlx::Error::PoolTimedOut).context("warming the coupon up"),
+            ),
+        ];
+        for error in unavailable {
+            assert_eq!(error.code(), ErrorCode::Unavailable, "{error}");
+            let body = error.body();
+            assert_eq!(body.code, "UNAVAILABLE");
+            assert_eq!(body.message, UNAVAILABLE_MESSAGE, "no internal text leaves");
+            let response = poem::error::ResponseError::as_response(&error);
+            assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+            assert_eq!(
+                response.headers()["retry-after"],
+                RETRY_AFTER_SECS.to_string().as_str()
+            );
+        }
+        let internal = [
+            ApiError::Database(sqlx::Error::RowNotFound),
+            ApiError::Redis(redis::RedisError::from((
+                redis::ErrorKind::TypeError,
+                "unexpected reply",
+            ))),
+            ApiError::Internal(anyhow::anyhow!("a bug")),
+        ];
+        for error in internal {
+            assert_eq!(error.code(), ErrorCode::Internal, "{error}");
+            assert_eq!(error.body().message, INTERNAL_MESSAGE);
+            let response = poem::error::ResponseError::as_response(&error);
+            assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+            assert!(response.headers().get("retry-after").is_none());
+        }
     }
 }

@@ -126,6 +126,12 @@ impl Drop for Spawned {
 /// Prepares (migrations, admin), binds and serves `state` in the background.
 pub async fn spawn(state: AppState) -> anyhow::Result<Spawned> {
     prepare(&state).await?;
+    serve(state).await
+}
+
+/// Binds and serves `state` in the background without preparing anything
+/// first, so it also starts while MySQL is down.
+pub async fn serve(state: AppState) -> anyhow::Result<Spawned> {
     let app = Application::bind(state).await?;
     let addr = app.addr();
     let stop = CancellationToken::new();

@@ -55,6 +55,16 @@ fn every_endpoint_of_the_contract_is_documented_with_its_statuses() {
                 "{method} {path} documents {status}"
             );
         }
+        // Everything behind /api needs MySQL or Redis, and says what it
+        // answers while one of them is down.
+        if path.starts_with("/api/") {
+            let unavailable = &op["responses"]["503"];
+            assert!(unavailable.is_object(), "{method} {path} documents 503");
+            assert!(
+                unavailable["headers"]["RETRY-AFTER"].is_object(),
+                "{method} {path} documents Retry-After on 503"
+            );
+        }
     }
     assert!(spec["components"]["securitySchemes"]["bearer"].is_object());
     assert!(spec["paths"]["/api/me"]["get"]["security"].is_array());

@@ -25,7 +25,7 @@ use crate::accounts::{self, LoginRequest};
 use crate::auth::{AuthUser, COOKIE};
 use crate::claim::{self, ClaimResponse};
 use crate::coupons::{self, Coupon};
-use crate::error::ApiError;
+use crate::error::{ApiError, RETRY_AFTER_SECS};
 use crate::live::Snapshot;
 use crate::state::AppState;
 use crate::tickets::{self, Lookup, Ticket, View};
@@ -63,11 +63,18 @@ const CSP: &str = "default-src 'self'; script-src 'self' 'unsafe-inline'; style-
 
 fn render(template: &impl Template, status: StatusCode) -> Response {
     match template.render() {
-        Ok(html) => Html(html)
-            .with_status(status)
-            .with_header("content-security-policy", CSP)
-            .with_header("x-frame-options", "DENY")
-            .into_response(),
+        Ok(html) => {
+            let page = Html(html)
+                .with_status(status)
+                .with_header("content-security-policy", CSP)
+                .with_header("x-frame-options", "DENY");
+            if status == StatusCode::SERVICE_UNAVAILABLE {
+                page.with_header("retry-after", RETRY_AFTER_SECS)
+                    .into_response()
+            } else {
+                page.into_response()
+            }
+        }
         Err(e) => {
             tracing::error!(error = %e, "template failed");
             StatusCode::INTERNAL_SERVER_ERROR.into_response()
@@ -86,6 +93,13 @@ fn cookie(state: &AppState, token: &str, max_age: u64) -> String {
 
 fn see_other(to: &str) -> Response {
     Redirect::see_other(to).into_response()
+}
+
+/// The status of a page that could not do its work: 503 while MySQL or
+/// Redis is not answering, else 500. The error is logged here, once.
+fn failure(e: &ApiError) -> StatusCode {
+    e.body();
+    StatusCode::from_u16(e.code().status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
 }
 
 // --- the coupon list ---------------------------------------------------------
@@ -107,6 +121,8 @@ struct IndexPage {
     cards: Vec<Card>,
     /// A refusal that belongs to no card shown.
     flash: Option<&'static str>,
+    /// The list could not be read: say so, rather than "no coupons".
+    unavailable: bool,
     csrf_token: String,
 }
 
@@ -130,11 +146,13 @@ async fn index(
 ) -> Response {
     let t = Lang::from_request(req).text();
     let flash = query.error.as_deref().map(|code| t.reason(code));
-    let page = list_page(&state, t, user.0, &csrf, flash, query.coupon).await;
-    csrf.keep(render(&page, StatusCode::OK))
+    let (page, status) = list_page(&state, t, user.0, &csrf, flash, query.coupon).await;
+    csrf.keep(render(&page, status))
 }
 
-/// The coupon list, with `flash` on the card of `flash_coupon` (or on top).
+/// The coupon list, with `flash` on the card of `flash_coupon` (or on top),
+/// and the status it should go out with: 200, or the failure's when the
+/// list could not be read.
 async fn list_page(
     state: &AppState,
     t: &'static Text,
@@ -142,13 +160,10 @@ async fn list_page(
     csrf: &Csrf,
     flash: Option<&'static str>,
     flash_coupon: Option<u64>,
-) -> IndexPage {
-    let list = match coupons::list(state).await {
-        Ok(list) => list,
-        Err(e) => {
-            e.body();
-            Vec::new()
-        }
+) -> (IndexPage, StatusCode) {
+    let (list, status) = match coupons::list(state).await {
+        Ok(list) => (list, StatusCode::OK),
+        Err(e) => (Vec::new(), failure(&e)),
     };
     let cards: Vec<Card> = list
         .into_iter()
@@ -161,13 +176,15 @@ async fn list_page(
         })
         .collect();
     let shown = cards.iter().any(|c| c.flash.is_some());
-    IndexPage {
+    let page = IndexPage {
         t,
         signed_in: user.is_some(),
         cards,
         flash: flash.filter(|_| !shown),
+        unavailable: status != StatusCode::OK,
         csrf_token: csrf.token(user.map(|u| u.id)),
-    }
+    };
+    (page, status)
 }
 
 /// The answer to a page post without a good CSRF token: nothing was done,
@@ -180,7 +197,7 @@ async fn refused(
     coupon: Option<u64>,
 ) -> Response {
     tracing::info!("a page form came without a valid CSRF token; refused");
-    let page = list_page(state, t, user, csrf, Some(t.err_form_expired), coupon).await;
+    let (page, _) = list_page(state, t, user, csrf, Some(t.err_form_expired), coupon).await;
     csrf.keep(render(&page, StatusCode::FORBIDDEN))
 }
 
@@ -293,9 +310,8 @@ async fn login_submit(
                 page.form_error = Some(t.err_invalid_credentials);
                 StatusCode::UNAUTHORIZED
             } else {
-                e.body();
                 page.form_error = Some(t.err_generic);
-                StatusCode::INTERNAL_SERVER_ERROR
+                failure(&e)
             };
             render(&page, status)
         }
@@ -341,9 +357,8 @@ async fn signup_submit(
             render(&page, StatusCode::CONFLICT)
         }
         Err(e) => {
-            e.body();
             page.form_error = Some(t.err_generic);
-            render(&page, StatusCode::INTERNAL_SERVER_ERROR)
+            render(&page, failure(&e))
         }
     }
 }
@@ -381,6 +396,8 @@ struct MyItem {
 struct MyCouponsPage {
     t: &'static Text,
     items: Vec<MyItem>,
+    /// The list could not be read: say so, rather than "no coupons".
+    unavailable: bool,
 }
 
 #[handler]
@@ -389,12 +406,9 @@ async fn my_coupons(req: &Request, state: Data<&AppState>, user: PageUser) -> Re
     let Some(user) = user.0 else {
         return see_other("/login");
     };
-    let items = match coupons::mine(&state, user).await {
-        Ok(items) => items,
-        Err(e) => {
-            e.body();
-            Vec::new()
-        }
+    let (items, status) = match coupons::mine(&state, user).await {
+        Ok(items) => (items, StatusCode::OK),
+        Err(e) => (Vec::new(), failure(&e)),
     };
     let items = items
         .into_iter()
@@ -406,7 +420,15 @@ async fn my_coupons(req: &Request, state: Data<&AppState>, user: PageUser) -> Re
             status: c.status,
         })
         .collect();
-    render(&MyCouponsPage { t, items }, StatusCode::OK)
+    let unavailable = status != StatusCode::OK;
+    render(
+        &MyCouponsPage {
+            t,
+            items,
+            unavailable,
+        },
+        status,
+    )
 }
 
 // --- claiming and waiting ------------------------------------------------------
@@ -461,6 +483,15 @@ struct NotFoundPage {
     t: &'static Text,
 }
 
+/// A ticket that could not be looked up just now: not "not found", since
+/// it may well exist. The page asks again by itself, script or not.
+#[derive(Template)]
+#[template(path = "unavailable.html")]
+struct UnavailablePage {
+    t: &'static Text,
+    refresh_secs: u64,
+}
+
 fn chance(ticket: &Ticket) -> Option<u64> {
     match (ticket.position, ticket.remaining_quantity) {
         (Some(position), Some(remaining)) if position > remaining => {
@@ -485,8 +516,11 @@ async fn ticket_page(
         Ok(lookup) => lookup,
         Err(ApiError::TicketNotFound) => return render(&NotFoundPage { t }, StatusCode::NOT_FOUND),
         Err(e) => {
-            e.body();
-            return render(&NotFoundPage { t }, StatusCode::INTERNAL_SERVER_ERROR);
+            let page = UnavailablePage {
+                t,
+                refresh_secs: RETRY_AFTER_SECS,
+            };
+            return render(&page, failure(&e));
         }
     };
     let coupon = coupons::get(&state, lookup.coupon).await.ok();
@@ -526,8 +560,12 @@ async fn ticket_events(state: Data<&AppState>, user: PageUser, Path(id): Path<St
         Ok(lookup) => lookup,
         Err(ApiError::TicketNotFound) => return StatusCode::NOT_FOUND.into_response(),
         Err(e) => {
+            // The page's script then polls the ticket API, which says when
+            // the ticket can be read again.
             e.body();
-            return StatusCode::SERVICE_UNAVAILABLE.into_response();
+            return StatusCode::SERVICE_UNAVAILABLE
+                .with_header("retry-after", RETRY_AFTER_SECS)
+                .into_response();
         }
     };
     SSE::new(follow(state.clone(), user, id, lookup))
@@ -729,6 +767,7 @@ mod tests {
                 coupon,
             }],
             flash: None,
+            unavailable: false,
             csrf_token: "token-value".into(),
         }
         .render()
