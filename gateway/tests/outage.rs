@@ -191,6 +191,21 @@ async fn with_mysql_and_redis_down_requests_are_unavailable_and_pages_say_so() {
         "the waiting page tries again by itself, script or not: {ticket_page}"
     );
 
+    // The waiting page's live updates answer as the ticket API does.
+    let events = http
+        .get(format!("{base}/tickets/{ticket}/events"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(events.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(
+        retry_after(&events).as_deref(),
+        Some(RETRY_AFTER_SECS.to_string().as_str())
+    );
+    let body: Value = events.json().await.unwrap();
+    assert_eq!(body["code"], "UNAVAILABLE", "{body}");
+
     // Nothing changed behind the outage: the ticket still waits in line,
     // and the sign-up that could not reach MySQL made no account.
     let read = app

@@ -559,14 +559,9 @@ async fn ticket_events(state: Data<&AppState>, user: PageUser, Path(id): Path<St
     let lookup = match tickets::lookup(&state, user, &id).await {
         Ok(lookup) => lookup,
         Err(ApiError::TicketNotFound) => return StatusCode::NOT_FOUND.into_response(),
-        Err(e) => {
-            // The page's script then polls the ticket API, which says when
-            // the ticket can be read again.
-            e.body();
-            return StatusCode::SERVICE_UNAVAILABLE
-                .with_header("retry-after", RETRY_AFTER_SECS)
-                .into_response();
-        }
+        // As the ticket API answers (503 with Retry-After while MySQL or
+        // Redis is not answering); the page's script then polls that API.
+        Err(e) => return poem::error::ResponseError::as_response(&e),
     };
     SSE::new(follow(state.clone(), user, id, lookup))
         .keep_alive(Duration::from_secs(15))
