@@ -432,7 +432,17 @@ pub async fn catch_all(error: poem::Error) -> Response {
     // errors, which names nothing the client sent. Every path parameter of
     // this API that can fail to parse is a coupon's `id` (the ticket id is a
     // string); `gateway/tests/openapi.rs` keeps that true.
-    let bad_path_id = error.is::<poem_openapi::error::ParsePathError>();
+    // A value out of the id's range (`/api/coupons/0`) fails its validator
+    // under the parameter's real name.
+    let bad_path_id = error.is::<poem_openapi::error::ParsePathError>()
+        || error
+            .downcast_ref::<poem_openapi::error::ParseParamError>()
+            .is_some_and(|e| e.name == "id");
+    // poem's own: the path does not decode (`/api/coupons/%FF`).
+    let undecodable_path = error.is::<poem::error::ParsePathError>();
+    // Every security scheme says why it refused (`crate::auth::Auth`);
+    // this is the fallback for one that does not.
+    let no_token = error.is::<poem_openapi::error::AuthorizationError>();
     let response = error.into_response();
     let is_json = response
         .content_type()
@@ -451,6 +461,8 @@ pub async fn catch_all(error: poem::Error) -> Response {
         ErrorCode::NotFound => "There is nothing at this address.".to_owned(),
         ErrorCode::MethodNotAllowed => "This method is not allowed here.".to_owned(),
         _ if bad_path_id => PATH_ID_MESSAGE.to_owned(),
+        _ if undecodable_path => UNDECODABLE_PATH_MESSAGE.to_owned(),
+        _ if no_token => crate::auth::NO_TOKEN_MESSAGE.to_owned(),
         _ => humanize(&text),
     };
     Json(ErrorBody {
@@ -464,6 +476,10 @@ pub async fn catch_all(error: poem::Error) -> Response {
 /// The answer to a path whose `id` is not a number (`/api/coupons/abc`).
 pub const PATH_ID_MESSAGE: &str =
     "`id` in the path must be a whole number from 1 to 9223372036854775807.";
+
+/// The answer to a path whose percent-encoded bytes are not UTF-8.
+pub const UNDECODABLE_PATH_MESSAGE: &str =
+    "The path is not valid: its percent-encoded bytes must spell UTF-8 text.";
 
 /// poem-openapi's parse errors say which field and why, wrapped in
 /// implementation words; keep the useful part.

@@ -264,10 +264,28 @@ async fn the_auth_filter_refuses_every_bad_token() {
         let answer = app.get("/api/me", Some(&token)).await;
         assert_eq!(answer.status, 401, "{what}: {}", answer.body);
         assert_eq!(answer.body["code"], "UNAUTHORIZED", "{what}");
+        // The bearer check's reason reaches the client, though the cookie
+        // scheme is tried after it and finds no cookie.
+        assert_eq!(
+            answer.body["message"],
+            "The access token is invalid or has expired. Please log in again.",
+            "{what}"
+        );
     }
-    app.get("/api/me", None)
+    let none = app.get("/api/me", None).await;
+    none.assert_error(401, "UNAUTHORIZED");
+    assert_eq!(none.body["message"], gateway::auth::NO_TOKEN_MESSAGE);
+    let basic = app
+        .http
+        .get(app.url("/api/me"))
+        .header("authorization", "Basic YWRtaW46YWRtaW4=")
+        .send()
         .await
-        .assert_error(401, "UNAUTHORIZED");
+        .unwrap();
+    assert_eq!(basic.status(), 401);
+    let basic: serde_json::Value = basic.json().await.unwrap();
+    assert_eq!(basic["code"], "UNAUTHORIZED");
+    assert_eq!(basic["message"], gateway::auth::NOT_BEARER_MESSAGE);
     assert_eq!(app.get("/api/me", Some(&good)).await.status, 200);
     // A token signed by us for a user that does not exist.
     let ghost = app.token(UserId(999_999), Role::User);

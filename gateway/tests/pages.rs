@@ -262,6 +262,12 @@ async fn the_api_does_not_take_the_cookie_on_a_post_from_another_site() {
     ] {
         let response = send(headers).await.unwrap();
         assert_eq!(response.status(), 401, "{headers:?}");
+        // The cookie check's own reason, not poem-openapi's bare one.
+        let body: serde_json::Value = response.json().await.unwrap();
+        assert_eq!(
+            body["message"], "The session cookie is not accepted on a request from another site.",
+            "{headers:?}"
+        );
     }
     // Nothing was claimed: the same user's first real claim joins the line.
     let origin = app.base.clone();

@@ -18,9 +18,12 @@ use std::time::Duration;
 use chrono::Utc;
 use coupon_core::domain::{Role, UserId};
 use jsonwebtoken::{decode, encode, Algorithm, DecodingKey, EncodingKey, Header, Validation};
-use poem::Request;
+use poem::http::header;
+use poem::{Request, RequestBody};
 use poem_openapi::auth::{ApiKey, Bearer};
-use poem_openapi::SecurityScheme;
+use poem_openapi::error::AuthorizationError;
+use poem_openapi::registry::Registry;
+use poem_openapi::{ApiExtractor, ApiExtractorType, ExtractParamOptions, SecurityScheme};
 use serde::{Deserialize, Serialize};
 
 use crate::error::ApiError;
@@ -177,10 +180,66 @@ pub struct BearerToken(AuthUser);
 pub struct CookieToken(AuthUser);
 
 /// A signed-in caller: bearer header or cookie.
-#[derive(SecurityScheme)]
+///
+/// Tried in that order, as `#[derive(SecurityScheme)]` on an enum would,
+/// but the error is the one that says what is wrong: poem-openapi's derive
+/// returns the last scheme's error, which for a caller without the cookie
+/// (every API client) is a bare "authorization error", whatever the bearer
+/// check found.
 pub enum Auth {
     Bearer(BearerToken),
     Cookie(CookieToken),
+}
+
+/// The answer to a request that needs a token and sends none.
+pub const NO_TOKEN_MESSAGE: &str = "Sign in first: send your access token as \
+    `Authorization: Bearer <access_token>` (`POST /api/auth/login` gives one).";
+
+/// The answer to an `Authorization` header of another scheme.
+pub const NOT_BEARER_MESSAGE: &str = "The Authorization header must be `Bearer <access_token>`.";
+
+impl<'a> ApiExtractor<'a> for Auth {
+    const TYPES: &'static [ApiExtractorType] = &[ApiExtractorType::SecurityScheme];
+
+    type ParamType = ();
+    type ParamRawType = ();
+
+    fn register(registry: &mut Registry) {
+        BearerToken::register(registry);
+        CookieToken::register(registry);
+    }
+
+    fn security_schemes() -> Vec<&'static str> {
+        let mut schemes = BearerToken::security_schemes();
+        schemes.extend(CookieToken::security_schemes());
+        schemes
+    }
+
+    async fn from_request(
+        req: &'a Request,
+        body: &mut RequestBody,
+        param_opts: ExtractParamOptions<Self::ParamType>,
+    ) -> poem::Result<Self> {
+        let bearer = match BearerToken::from_request(req, body, param_opts.clone()).await {
+            Ok(token) => return Ok(Auth::Bearer(token)),
+            Err(e) => e,
+        };
+        let cookie = match CookieToken::from_request(req, body, param_opts).await {
+            Ok(token) => return Ok(Auth::Cookie(token)),
+            Err(e) => e,
+        };
+        // A scheme that found its credential and refused it says why;
+        // the header's reason first, as the header is tried first.
+        Err(if !bearer.is::<AuthorizationError>() {
+            bearer
+        } else if !cookie.is::<AuthorizationError>() {
+            cookie
+        } else if req.headers().contains_key(header::AUTHORIZATION) {
+            ApiError::Unauthorized(NOT_BEARER_MESSAGE).into()
+        } else {
+            ApiError::Unauthorized(NO_TOKEN_MESSAGE).into()
+        })
+    }
 }
 
 impl Auth {
