@@ -129,6 +129,33 @@ async fn signup_rejects_bad_input_naming_the_field() {
         let message = answer.body["message"].as_str().unwrap();
         assert!(message.contains(field), "{body}: {message}");
     }
+    // The schema's validators are told as sentences, not as their rules.
+    for (body, expected) in [
+        (
+            json!({"email": "not-an-email", "name": "A", "password": "password-123"}),
+            "email: must be an email address such as name@example.com",
+        ),
+        (
+            json!({"email": "a@x.io", "name": "", "password": "password-123"}),
+            "name: must not be empty",
+        ),
+        (
+            json!({"email": "a@x.io", "name": "   ", "password": "password-123"}),
+            "name: must not be only spaces",
+        ),
+        (
+            json!({"email": "a@x.io", "name": "A", "password": "short"}),
+            "password: must be at least 8 characters long",
+        ),
+        (
+            json!({"email": "a@x.io", "name": "A", "password": "p".repeat(129)}),
+            "password: must be at most 128 characters long",
+        ),
+    ] {
+        let answer = app.post("/api/auth/signup", None, &body).await;
+        answer.assert_error(400, "VALIDATION");
+        assert_eq!(answer.body["message"], expected, "{body}");
+    }
     let malformed = app.post_raw("/api/auth/signup", None, "{\"email\": ").await;
     malformed.assert_error(400, "VALIDATION");
     let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM `user`")

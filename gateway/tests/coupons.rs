@@ -128,6 +128,32 @@ async fn coupon_creation_rejects_bad_input() {
         let message = answer.body["message"].as_str().unwrap();
         assert!(message.contains(field), "{body}: {message}");
     }
+    for (body, expected) in [
+        (
+            with("total_quantity", json!(0)),
+            "total_quantity: must be at least 1",
+        ),
+        (
+            with("total_quantity", json!(10_000_001)),
+            "total_quantity: must be at most 10000000",
+        ),
+        (
+            with("total_quantity", json!(-1)),
+            "total_quantity: invalid value: integer `-1`, expected a whole number from 0 to 4294967295",
+        ),
+        (
+            with("title", json!("t".repeat(101))),
+            "title: must be at most 100 characters long",
+        ),
+        (
+            with("admission_rate_per_sec", json!(0)),
+            "admission_rate_per_sec: must be at least 1",
+        ),
+    ] {
+        let answer = app.post("/api/admin/coupons", Some(&admin), &body).await;
+        answer.assert_error(400, "VALIDATION");
+        assert_eq!(answer.body["message"], expected, "{body}");
+    }
     app.post_raw("/api/admin/coupons", Some(&admin), "{not json")
         .await
         .assert_error(400, "VALIDATION");
