@@ -164,11 +164,34 @@ impl Config {
                 "expected a mysql:// URL, e.g. mysql://root@127.0.0.1:3306/coupons",
             ));
         }
+        if let Err(e) = sqlx::mysql::MySqlConnectOptions::from_str(&database_url) {
+            return Err(ConfigError::new(
+                "DATABASE_URL",
+                format!("not a valid URL ({e}), e.g. mysql://root@127.0.0.1:3306/coupons"),
+            ));
+        }
+        // Spliced into CREATE DATABASE (an identifier cannot be a bind
+        // parameter), and without it the migrations fail obscurely.
+        let name = database_name_in(&database_url);
+        if name.is_empty() {
+            return Err(ConfigError::new(
+                "DATABASE_URL",
+                "must name its database, e.g. mysql://root@127.0.0.1:3306/coupons",
+            ));
+        }
+        if !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            return Err(ConfigError::new(
+                "DATABASE_URL",
+                format!("the database name {name:?} must be letters, digits and _ only"),
+            ));
+        }
         let redis_url = env.string("REDIS_URL", "redis://127.0.0.1:6379");
-        if let Err(e) = redis::Client::open(redis_url.as_str()) {
+        if redis::Client::open(redis_url.as_str()).is_err() {
+            // The client's own error ("did not parse- InvalidClientConfig")
+            // says nothing more.
             return Err(ConfigError::new(
                 "REDIS_URL",
-                format!("not a Redis URL: {e}"),
+                "expected a Redis URL such as redis://127.0.0.1:6379",
             ));
         }
 
@@ -262,11 +285,15 @@ impl Config {
 
     /// The database name inside `DATABASE_URL` (`coupons` by default).
     pub fn database_name(&self) -> &str {
-        let url = self.database_url.expose();
-        let path = url.split_once("://").map_or(url, |(_, rest)| rest);
-        let path = path.split('?').next().unwrap_or(path);
-        path.split_once('/').map_or("", |(_, db)| db)
+        database_name_in(self.database_url.expose())
     }
+}
+
+/// The database name inside a MySQL URL: the path, without its query.
+fn database_name_in(url: &str) -> &str {
+    let path = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let path = path.split('?').next().unwrap_or(path);
+    path.split_once('/').map_or("", |(_, db)| db)
 }
 
 /// Small helpers that read one variable each and name it in their errors.
@@ -438,7 +465,12 @@ mod tests {
             ("GATEWAY_ADDR", "localhost"),
             ("WORKER_METRICS_ADDR", "1.2.3.4:99999"),
             ("DATABASE_URL", "postgres://x"),
+            ("DATABASE_URL", "mysql://root@127.0.0.1:3306/"),
+            ("DATABASE_URL", "mysql://root@127.0.0.1:3306"),
+            ("DATABASE_URL", "mysql://root@127.0.0.1:3306/a`b"),
+            ("DATABASE_URL", "mysql://root@127.0.0.1:99999/coupons"),
             ("REDIS_URL", "http://x"),
+            ("REDIS_URL", "redis://:99999"),
             ("KAFKA_BROKERS", " "),
             ("KAFKA_TOPIC", "bad topic"),
             ("KAFKA_PARTITIONS", "-1"),
