@@ -283,3 +283,46 @@ async fn the_api_does_not_take_the_cookie_on_a_post_from_another_site() {
     let ticket: serde_json::Value = response.json().await.unwrap();
     assert_eq!(ticket["position"], 1, "{ticket}");
 }
+
+#[tokio::test]
+async fn an_unknown_address_is_a_page_for_a_browser_and_json_for_anyone_else() {
+    let app = TestApp::spawn().await;
+    let html = "text/html,application/xhtml+xml,*/*;q=0.8";
+    for (method, path) in [
+        ("GET", "/no/such/page"),
+        ("POST", "/no/such/page"),
+        // Only a hand-made address has anything but a coupon id here.
+        ("POST", "/coupons/abc/claim"),
+        ("POST", "/coupons/0/claim"),
+    ] {
+        let response = browser()
+            .request(method.parse().unwrap(), app.url(path))
+            .header("accept", html)
+            .header("accept-language", "en")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 404, "{method} {path}");
+        let content_type = response.headers()["content-type"].to_str().unwrap();
+        assert!(content_type.starts_with("text/html"), "{content_type}");
+        assert!(response.text().await.unwrap().contains("Not found"));
+    }
+    let json = browser()
+        .get(app.url("/no/such/page"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(json.status(), 404);
+    let body: serde_json::Value = json.json().await.unwrap();
+    assert_eq!(body["code"], "NOT_FOUND");
+    // The API's prefixes keep their JSON, whatever the client accepts.
+    let api = browser()
+        .get(app.url("/api/no/such/route"))
+        .header("accept", html)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(api.status(), 404);
+    let body: serde_json::Value = api.json().await.unwrap();
+    assert_eq!(body["code"], "NOT_FOUND");
+}

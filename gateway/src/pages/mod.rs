@@ -43,6 +43,26 @@ pub fn routes() -> Route {
         .at("/me/coupons", get(my_coupons))
         .at("/tickets/:ticket_id", get(ticket_page))
         .at("/tickets/:ticket_id/events", get(ticket_events))
+        // Not "/*path": poem's router would take "/" there too.
+        .at("/:first", page_not_found)
+        .at("/:first/*rest", page_not_found)
+}
+
+/// Any other address: the not-found page for a browser, the API's JSON
+/// error for anyone else. The API's own prefixes (`/api`, `/docs`...) are
+/// nested beside these routes and never reach here.
+#[handler]
+fn page_not_found(req: &Request) -> poem::Result<Response> {
+    let wants_html = req
+        .header(poem::http::header::ACCEPT)
+        .is_some_and(|accept| accept.contains("text/html"));
+    if wants_html {
+        let t = Lang::from_request(req).text();
+        Ok(render(&NotFoundPage { t }, StatusCode::NOT_FOUND))
+    } else {
+        // Shaped as `{code, message}` by `crate::error::catch_all`.
+        Err(poem::Error::from_status(StatusCode::NOT_FOUND))
+    }
 }
 
 /// The signed-in user of a page request, if any (from the cookie).
@@ -439,9 +459,18 @@ async fn claim_submit(
     state: Data<&AppState>,
     user: PageUser,
     csrf: Csrf,
-    Path(id): Path<u64>,
+    Path(id): Path<String>,
     form: poem::Result<Form<TokenForm>>,
 ) -> Response {
+    // Only a hand-made address gets here with anything but a coupon's id.
+    let Some(id) = id
+        .parse::<u64>()
+        .ok()
+        .filter(|id| (1..=i64::MAX as u64).contains(id))
+    else {
+        let t = Lang::from_request(req).text();
+        return render(&NotFoundPage { t }, StatusCode::NOT_FOUND);
+    };
     let Some(user) = user.0 else {
         return see_other("/login");
     };
