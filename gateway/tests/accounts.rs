@@ -6,7 +6,7 @@ mod common;
 use common::{rand_suffix, TestApp};
 use coupon_core::domain::{Role, UserId};
 use jsonwebtoken::{encode, EncodingKey, Header};
-use serde_json::json;
+use serde_json::{json, Value};
 
 fn signup_body(email: &str) -> serde_json::Value {
     json!({"email": email, "name": "Ann", "password": "password-123"})
@@ -381,6 +381,37 @@ async fn oversized_bodies_are_refused_before_they_are_read() {
     app.post_raw("/api/auth/signup", None, &huge)
         .await
         .assert_error(413, "PAYLOAD_TOO_LARGE");
+
+    // Headers and addresses are bounded too, before anything reads them.
+    let email = format!("heads.{}@example.com", rand_suffix());
+    let body = json!({"email": email, "name": "Heads", "password": "password-123"});
+    let signup = |extra: usize| {
+        app.http
+            .post(app.url("/api/auth/signup"))
+            .header("x-padding", "p".repeat(extra))
+            .json(&body)
+            .send()
+    };
+    let response = signup(gateway::body_limit::MAX_HEADER_BYTES).await.unwrap();
+    assert_eq!(response.status(), 431);
+    let error: Value = response.json().await.unwrap();
+    assert!(
+        error["message"].as_str().unwrap().contains("headers"),
+        "{error}"
+    );
+    let long = format!(
+        "/api/coupons?q={}",
+        "q".repeat(gateway::body_limit::MAX_URI_BYTES)
+    );
+    let response = app.http.get(app.url(&long)).send().await.unwrap();
+    assert_eq!(response.status(), 414);
+    let error: Value = response.json().await.unwrap();
+    assert!(
+        error["message"].as_str().unwrap().contains("address"),
+        "{error}"
+    );
+    // Nothing was made; the same sign-up with ordinary headers goes through.
+    assert_eq!(signup(1024).await.unwrap().status(), 201);
 }
 
 #[tokio::test]
