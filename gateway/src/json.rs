@@ -158,42 +158,37 @@ mod tests {
         let err = |body: &str| parse::<Sample>(body.as_bytes()).unwrap_err();
         assert!(err(r#"{"name": 5, "count": 1}"#).starts_with("name: invalid type"));
         assert!(err(r#"{"name": "a"}"#).contains("missing field `count`"));
-        assert_eq!(
-            err(r#"{"name": "a", "count": -1}"#),
-            "count: invalid value: integer `-1`, expected a whole number from 0 to 4294967295"
-        );
-        assert_eq!(
-            err(r#"{"name": "a", "count": 1.5}"#),
-            "count: invalid type: floating point `1.5`, expected a whole number from 0 to 4294967295"
-        );
-        assert_eq!(
-            err(r#"{"name": "", "count": 1}"#),
-            "name: must not be empty"
-        );
-        assert_eq!(
-            err(r#"{"name": "abcdef", "count": 1}"#),
-            "name: must be at most 5 characters long"
-        );
-        assert_eq!(
-            err(r#"{"name": "a", "count": 0}"#),
-            "count: must be at least 1"
-        );
-        assert_eq!(
-            err(r#"{"name": "a", "count": 101}"#),
-            "count: must be at most 100"
-        );
-        assert_eq!(
-            err(r#"{"name": "a", "count": 1, "email": "nope"}"#),
-            "email: must be an email address such as name@example.com"
-        );
-        assert_eq!(
-            err(r#"{"name": "a", "count": 1, "code": "1"}"#),
-            "code: is not in the expected form"
-        );
-        assert_eq!(
-            err(r#"{"name": "a", "count": 1, "label": "  "}"#),
-            "label: must not be only spaces"
-        );
+        for (body, message) in [
+            (
+                r#"{"name": "a", "count": -1}"#,
+                "count: invalid value: integer `-1`, expected a whole number from 0 to 4294967295",
+            ),
+            (
+                r#"{"name": "a", "count": 1.5}"#,
+                "count: invalid type: floating point `1.5`, expected a whole number from 0 to 4294967295",
+            ),
+            (r#"{"name": "", "count": 1}"#, "name: must not be empty"),
+            (
+                r#"{"name": "abcdef", "count": 1}"#,
+                "name: must be at most 5 characters long",
+            ),
+            (r#"{"name": "a", "count": 0}"#, "count: must be at least 1"),
+            (r#"{"name": "a", "count": 101}"#, "count: must be at most 100"),
+            (
+                r#"{"name": "a", "count": 1, "email": "nope"}"#,
+                "email: must be an email address such as name@example.com",
+            ),
+            (
+                r#"{"name": "a", "count": 1, "code": "1"}"#,
+                "code: is not in the expected form",
+            ),
+            (
+                r#"{"name": "a", "count": 1, "label": "  "}"#,
+                "label: must not be only spaces",
+            ),
+        ] {
+            assert_eq!(err(body), message, "{body}");
+        }
         assert!(err("{oops").starts_with("malformed JSON"));
         assert!(err("[1]").contains("JSON object"));
         assert!(err("").contains("JSON object"));

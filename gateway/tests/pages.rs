@@ -307,22 +307,17 @@ async fn an_unknown_address_is_a_page_for_a_browser_and_json_for_anyone_else() {
         assert!(content_type.starts_with("text/html"), "{content_type}");
         assert!(response.text().await.unwrap().contains("Not found"));
     }
-    let json = browser()
-        .get(app.url("/no/such/page"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(json.status(), 404);
-    let body: serde_json::Value = json.json().await.unwrap();
-    assert_eq!(body["code"], "NOT_FOUND");
-    // The API's prefixes keep their JSON, whatever the client accepts.
-    let api = browser()
-        .get(app.url("/api/no/such/route"))
-        .header("accept", html)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(api.status(), 404);
-    let body: serde_json::Value = api.json().await.unwrap();
-    assert_eq!(body["code"], "NOT_FOUND");
+    // JSON for a client that does not ask for HTML, and on the API's
+    // prefixes whatever the client accepts.
+    for (path, accept) in [("/no/such/page", "*/*"), ("/api/no/such/route", html)] {
+        let response = browser()
+            .get(app.url(path))
+            .header("accept", accept)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 404, "{path}");
+        let body: serde_json::Value = response.json().await.unwrap();
+        assert_eq!(body["code"], "NOT_FOUND", "{path}");
+    }
 }
