@@ -179,7 +179,7 @@ impl Config {
                 "must name its database, e.g. mysql://root@127.0.0.1:3306/coupons",
             ));
         }
-        if !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+        if !is_database_name(name) {
             return Err(ConfigError::new(
                 "DATABASE_URL",
                 format!("the database name {name:?} must be letters, digits and _ only"),
@@ -287,6 +287,13 @@ impl Config {
     pub fn database_name(&self) -> &str {
         database_name_in(self.database_url.expose())
     }
+}
+
+/// Whether `name` is a database name this project uses: letters, digits
+/// and `_`, so that it can be spliced into `CREATE DATABASE` (an
+/// identifier cannot be a bind parameter).
+pub fn is_database_name(name: &str) -> bool {
+    !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
 /// The database name inside a MySQL URL: the path, without its query.

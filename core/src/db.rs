@@ -50,7 +50,9 @@ pub async fn create_database_if_missing(config: &Config) -> Result<(), sqlx::Err
 /// identifier cannot be a bind parameter).
 fn checked_name(config: &Config) -> Result<&str, sqlx::Error> {
     let name = config.database_name();
-    if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+    // Checked when the configuration is read too; a `Config` changed in
+    // code since (tests do) is checked again here.
+    if !crate::config::is_database_name(name) {
         return Err(sqlx::Error::Configuration(
             format!("DATABASE_URL: database name {name:?} must be [A-Za-z0-9_]+").into(),
         ));

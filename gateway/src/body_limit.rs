@@ -14,7 +14,8 @@ use poem::{Endpoint, Error, IntoResponse, Request, Response};
 pub const MAX_BODY_BYTES: u64 = 16 * 1024;
 
 /// The most bytes of headers a request may send, names and values
-/// together (a browser's with our cookies is well under 2 KiB; nginx allows 4 lines of 8 KiB).
+/// together (a browser's with our cookies is well under 2 KiB; nginx
+/// allows 4 lines of 8 KiB).
 pub const MAX_HEADER_BYTES: usize = 32 * 1024;
 
 /// The longest path with query a request may ask for.
