@@ -1,6 +1,9 @@
 //! The `coupon` and `coupon_issue` tables.
 
-use chrono::{DateTime, Utc};
+use std::collections::HashSet;
+use std::fmt;
+
+use chrono::{DateTime, Datelike, Utc};
 use sqlx::MySqlPool;
 
 use crate::domain::{CouponId, UserId};
@@ -173,6 +176,84 @@ pub async fn persist_issues(db: &MySqlPool, issues: &[NewIssue]) -> Result<u64, 
     Ok(inserted)
 }
 
+/// Whether `at` is a time this system stores: from 1970 (Redis keeps
+/// times as ms since the epoch) to the end of 9999, the last year a
+/// `DATETIME` column holds (outside its range MySQL, under `INSERT IGNORE`,
+/// would store the zero date rather than refuse).
+pub fn is_storable(at: &DateTime<Utc>) -> bool {
+    (1970..=9999).contains(&at.year())
+}
+
+/// `ms` since the epoch as a time this system stores ([`is_storable`]).
+pub fn storable_time(ms: i64) -> Option<DateTime<Utc>> {
+    DateTime::<Utc>::from_timestamp_millis(ms).filter(is_storable)
+}
+
+/// Why an issue cannot become a row of `coupon_issue`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    UnknownCoupon(CouponId),
+    UnknownUser(UserId),
+}
+
+impl fmt::Display for Refusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Refusal::UnknownCoupon(id) => write!(f, "coupon {id} does not exist"),
+            Refusal::UnknownUser(id) => write!(f, "user {id} does not exist"),
+        }
+    }
+}
+
+/// The issues among `issues` that no row can hold because their coupon or
+/// their user does not exist, as (index into `issues`, why). `INSERT IGNORE`
+/// skips such an issue as silently as a duplicate, so a caller whose insert
+/// made fewer rows than it carried asks here which were refused. Coupons and
+/// users are never deleted, so the answer does not go stale.
+pub async fn refused_issues(
+    db: &MySqlPool,
+    issues: &[NewIssue],
+) -> Result<Vec<(usize, Refusal)>, sqlx::Error> {
+    let coupons = existing_ids(db, "coupon", issues.iter().map(|i| i.coupon.0)).await?;
+    let users = existing_ids(db, "`user`", issues.iter().map(|i| i.user.0)).await?;
+    Ok(issues
+        .iter()
+        .enumerate()
+        .filter_map(|(n, issue)| {
+            if !coupons.contains(&issue.coupon.0) {
+                Some((n, Refusal::UnknownCoupon(issue.coupon)))
+            } else if !users.contains(&issue.user.0) {
+                Some((n, Refusal::UnknownUser(issue.user)))
+            } else {
+                None
+            }
+        })
+        .collect())
+}
+
+/// Which of `ids` are rows of `table` (`coupon` or `` `user` ``).
+async fn existing_ids(
+    db: &MySqlPool,
+    table: &'static str,
+    ids: impl Iterator<Item = u64>,
+) -> Result<HashSet<u64>, sqlx::Error> {
+    let mut ids: Vec<u64> = ids.collect();
+    ids.sort_unstable();
+    ids.dedup();
+    let mut found = HashSet::with_capacity(ids.len());
+    for chunk in ids.chunks(INSERT_CHUNK) {
+        let mut select = sqlx::QueryBuilder::new(format!("SELECT id FROM {table} WHERE id IN ("));
+        let mut list = select.separated(", ");
+        for id in chunk {
+            list.push_bind(*id);
+        }
+        select.push(")");
+        let rows = select.build_query_scalar::<u64>().fetch_all(db).await?;
+        found.extend(rows);
+    }
+    Ok(found)
+}
+
 /// Invariant 7: remaining = total - rows, computed from the rows rather than
 /// decremented, so replays and repairs can never make it drift; the stored
 /// status follows (`sold_out` once every coupon is a row).
@@ -235,4 +316,35 @@ pub async fn issues(
         .into_iter()
         .map(|(user, at)| (UserId(user), at))
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_storable_time_is_one_a_datetime_column_holds() {
+        let at = |ms| storable_time(ms).map(|t| t.to_rfc3339());
+        assert_eq!(at(0).as_deref(), Some("1970-01-01T00:00:00+00:00"));
+        assert_eq!(
+            at(253_402_300_799_999).as_deref(),
+            Some("9999-12-31T23:59:59.999+00:00")
+        );
+        assert_eq!(at(253_402_300_800_000), None);
+        assert_eq!(at(-1), None);
+        assert_eq!(at(i64::MAX), None);
+        assert_eq!(at(i64::MIN), None);
+    }
+
+    #[test]
+    fn a_refusal_names_what_does_not_exist() {
+        assert_eq!(
+            Refusal::UnknownCoupon(CouponId(7)).to_string(),
+            "coupon 7 does not exist"
+        );
+        assert_eq!(
+            Refusal::UnknownUser(UserId(9)).to_string(),
+            "user 9 does not exist"
+        );
+    }
 }

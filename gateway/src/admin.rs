@@ -2,7 +2,7 @@
 //! Stats are cheap enough to poll every second during a storm: one grouped
 //! COUNT on an index, one Redis pipeline.
 
-use chrono::{Datelike, Utc};
+use chrono::Utc;
 use coupon_core::coupons::{self, NewCoupon};
 use coupon_core::domain::CouponId;
 use coupon_core::stock;
@@ -174,8 +174,7 @@ async fn create(state: &AppState, body: CreateCoupon) -> Result<Coupon, ApiError
 /// there; a later time broke the insert with a 500). A time outside is
 /// no coupon anyone means, so it is a validation error here.
 fn in_storable_range(field: &str, time: &UtcTime) -> Result<(), ApiError> {
-    let year = time.0.year();
-    if (1970..=9999).contains(&year) {
+    if coupons::is_storable(&time.0) {
         Ok(())
     } else {
         Err(ApiError::Validation(format!(

@@ -1,13 +1,17 @@
 //! The persister: a Kafka consumer group that writes issue events into
 //! MySQL.
 //!
-//! It takes messages in batches, decodes each once (a message it cannot
-//! decode goes to the dead-letter topic with the reason, and never stops the
-//! partition), writes all issues of the batch with multi-row inserts in one
-//! transaction (idempotent on UNIQUE(user_id, coupon_id), with
-//! `remaining_quantity` recomputed in the same transaction), and only after
-//! the commit stores the offsets (`enable.auto.offset.store=false`; stored
-//! offsets are committed in the background and synchronously on shutdown).
+//! It takes messages in batches and decodes each once. A message it cannot
+//! decode goes to the dead-letter topic with the reason and never stops the
+//! partition; so do the issues no row can hold (their coupon or user does
+//! not exist, or their time is one MySQL cannot store), as an event of just
+//! those issues, while the rest of their message is written. It writes all
+//! issues of the batch with multi-row inserts in one transaction
+//! (idempotent on UNIQUE(user_id, coupon_id), with `remaining_quantity`
+//! recomputed in the same transaction), and only after the commit and the
+//! dead letters stores the offsets (`enable.auto.offset.store=false`;
+//! stored offsets are committed in the background and synchronously on
+//! shutdown).
 //! While MySQL or the dead-letter topic is down it holds the batch and
 //! retries with backoff; a consumer error in the middle of a batch ends the
 //! batch there, and what was received is persisted, never dropped.
@@ -19,9 +23,9 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use chrono::{DateTime, Utc};
 use coupon_core::coupons::{self, NewIssue};
-use coupon_core::events::{Event, Payload};
+use coupon_core::domain::CouponId;
+use coupon_core::events::{Event, Issue, Payload};
 use coupon_core::{metrics as names, Config};
 use rdkafka::client::ClientContext;
 use rdkafka::consumer::{CommitMode, Consumer, ConsumerContext, StreamConsumer};
@@ -73,13 +77,38 @@ impl ClientContext for LagGauge {
 
 impl ConsumerContext for LagGauge {}
 
+/// Most distinct reasons a dead-letter header spells out.
+const REASONS_SHOWN: usize = 5;
+
+/// The distinct `reasons`, joined with "; ", the first [`REASONS_SHOWN`] of
+/// them and then how many more.
+fn reasons_in_brief<'a>(reasons: impl Iterator<Item = &'a str>) -> String {
+    let mut distinct: Vec<&str> = Vec::new();
+    for reason in reasons {
+        if !distinct.contains(&reason) {
+            distinct.push(reason);
+        }
+    }
+    let more = distinct.len().saturating_sub(REASONS_SHOWN);
+    let mut brief = distinct[..distinct.len().min(REASONS_SHOWN)].join("; ");
+    if more > 0 {
+        brief.push_str(&format!("; and {more} more"));
+    }
+    brief
+}
+
 /// What one batch did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct PersistReport {
     pub messages: usize,
     pub issues: usize,
     pub inserted: u64,
+    /// Messages sent to the dead-letter topic: undecodable ones, and
+    /// events of the issues refused.
     pub dead_lettered: usize,
+    /// Issues no row can hold (their coupon or user does not exist, or
+    /// their time is out of range), sent to the dead-letter topic.
+    pub refused: usize,
 }
 
 impl Persister {
@@ -107,30 +136,62 @@ impl Persister {
         })
     }
 
+    /// Sends `payload` to the dead-letter topic with `reason` in a header,
+    /// retrying with backoff while the topic is unreachable. False when
+    /// `shutdown` came first: nothing is stored, so the batch is redelivered
+    /// after a restart.
     async fn dead_letter(
         &self,
         payload: Option<&[u8]>,
         key: Option<&[u8]>,
         reason: &str,
-    ) -> anyhow::Result<()> {
-        let headers = OwnedHeaders::new().insert(Header {
-            key: "reason",
-            value: Some(reason),
-        });
-        let mut record =
-            FutureRecord::<[u8], [u8]>::to(&self.config.kafka_dlq_topic).headers(headers);
-        if let Some(payload) = payload {
-            record = record.payload(payload);
+        shutdown: &CancellationToken,
+    ) -> bool {
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            let headers = OwnedHeaders::new().insert(Header {
+                key: "reason",
+                value: Some(reason),
+            });
+            let mut record =
+                FutureRecord::<[u8], [u8]>::to(&self.config.kafka_dlq_topic).headers(headers);
+            if let Some(payload) = payload {
+                record = record.payload(payload);
+            }
+            if let Some(key) = key {
+                record = record.key(key);
+            }
+            match self.dlq.send(record, Duration::from_secs(5)).await {
+                Ok(_) => {
+                    metrics::counter!(names::DLQ_MESSAGES).increment(1);
+                    return true;
+                }
+                Err((e, _)) => {
+                    tracing::warn!(error = %e, retry_in = ?backoff, "dead-letter topic unreachable; retrying");
+                }
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => return false,
+                _ = tokio::time::sleep(backoff) => {}
+            }
+            backoff = (backoff * 2).min(Duration::from_secs(5));
         }
-        if let Some(key) = key {
-            record = record.key(key);
-        }
-        self.dlq
-            .send(record, Duration::from_secs(5))
-            .await
-            .map_err(|(e, _)| anyhow::anyhow!("dead-letter topic: {e}"))?;
-        metrics::counter!(names::DLQ_MESSAGES).increment(1);
-        Ok(())
+    }
+
+    /// Writes `issues` and, when that made fewer rows than it carried (a
+    /// redelivery, or issues whose coupon or user does not exist), asks which
+    /// of them no row can hold: (rows inserted, refused issues).
+    async fn write(
+        &self,
+        issues: &[NewIssue],
+    ) -> Result<(u64, Vec<(usize, coupons::Refusal)>), sqlx::Error> {
+        let inserted = coupons::persist_issues(&self.db, issues).await?;
+        let refused = if (inserted as usize) < issues.len() {
+            coupons::refused_issues(&self.db, issues).await?
+        } else {
+            Vec::new()
+        };
+        Ok((inserted, refused))
     }
 
     /// Waits up to `wait` for a first message, takes what else is there
@@ -170,23 +231,13 @@ impl Persister {
             messages: batch.len(),
             ..Default::default()
         };
-        let mut issues = Vec::new();
+        let mut events: Vec<Option<(CouponId, Vec<Issue>)>> = Vec::with_capacity(batch.len());
         for message in &batch {
             match Event::decode(message.payload()) {
                 Ok(Event {
-                    payload:
-                        Payload::CouponIssued {
-                            coupon_id,
-                            issues: list,
-                        },
+                    payload: Payload::CouponIssued { coupon_id, issues },
                     ..
-                }) => issues.extend(list.into_iter().filter_map(|issue| {
-                    Some(NewIssue {
-                        coupon: coupon_id,
-                        user: issue.user_id,
-                        issued_at: DateTime::<Utc>::from_timestamp_millis(issue.issued_at_ms)?,
-                    })
-                })),
+                }) => events.push(Some((coupon_id, issues))),
                 Err(e) => {
                     tracing::error!(
                         partition = message.partition(),
@@ -194,20 +245,44 @@ impl Persister {
                         error = %e,
                         "undecodable event sent to the dead-letter topic"
                     );
-                    let mut backoff = Duration::from_millis(100);
-                    while let Err(dlq) = self
-                        .dead_letter(message.payload(), message.key(), &e.to_string())
-                        .await
-                    {
-                        tracing::warn!(error = format!("{dlq:#}"), retry_in = ?backoff, "dead-letter topic unreachable; retrying");
-                        tokio::select! {
-                            // Nothing stored: the batch is redelivered after restart.
-                            _ = shutdown.cancelled() => return Ok(None),
-                            _ = tokio::time::sleep(backoff) => {}
-                        }
-                        backoff = (backoff * 2).min(Duration::from_secs(5));
+                    let sent = self
+                        .dead_letter(message.payload(), message.key(), &e.to_string(), shutdown)
+                        .await;
+                    if !sent {
+                        return Ok(None);
                     }
                     report.dead_lettered += 1;
+                    events.push(None);
+                }
+            }
+        }
+
+        // The issues a row can hold, each with the (message, issue) it came
+        // from; per message, the issues refused and why.
+        let mut issues = Vec::new();
+        let mut origin = Vec::new();
+        let mut refused: Vec<Vec<(usize, String)>> = vec![Vec::new(); batch.len()];
+        for (m, event) in events.iter().enumerate() {
+            let Some((coupon, list)) = event else {
+                continue;
+            };
+            for (n, issue) in list.iter().enumerate() {
+                match coupons::storable_time(issue.issued_at_ms) {
+                    Some(issued_at) => {
+                        issues.push(NewIssue {
+                            coupon: *coupon,
+                            user: issue.user_id,
+                            issued_at,
+                        });
+                        origin.push((m, n));
+                    }
+                    None => refused[m].push((
+                        n,
+                        format!(
+                            "issued_at_ms {} is not a time this system stores (1970 to 9999)",
+                            issue.issued_at_ms
+                        ),
+                    )),
                 }
             }
         }
@@ -216,13 +291,17 @@ impl Persister {
         let mut backoff = Duration::from_millis(100);
         loop {
             let started = Instant::now();
-            match coupons::persist_issues(&self.db, &issues).await {
-                Ok(inserted) => {
+            match self.write(&issues).await {
+                Ok((inserted, refusals)) => {
                     report.inserted = inserted;
                     metrics::histogram!(names::PERSIST_DURATION)
                         .record(started.elapsed().as_secs_f64());
                     metrics::histogram!(names::PERSIST_BATCH_SIZE).record(issues.len() as f64);
                     metrics::counter!(names::PERSISTED_ROWS).increment(inserted);
+                    for (i, why) in refusals {
+                        let (m, n) = origin[i];
+                        refused[m].push((n, why.to_string()));
+                    }
                     break;
                 }
                 Err(e) => {
@@ -236,6 +315,43 @@ impl Persister {
                     backoff = (backoff * 2).min(Duration::from_secs(5));
                 }
             }
+        }
+
+        // A message with refused issues goes to the dead-letter topic as an
+        // event of just those issues, with the reasons; the rest of it is in
+        // MySQL. Before the offsets move, so a crash here replays it.
+        for (m, list) in refused.iter_mut().enumerate() {
+            let Some((coupon, carried)) = &events[m] else {
+                continue;
+            };
+            if list.is_empty() {
+                continue;
+            }
+            // In the order the message carried them.
+            list.sort_by_key(|(n, _)| *n);
+            let reason = reasons_in_brief(list.iter().map(|(_, why)| why.as_str()));
+            let message = &batch[m];
+            tracing::error!(
+                partition = message.partition(),
+                offset = message.offset(),
+                coupon = %coupon,
+                refused = list.len(),
+                reason = %reason,
+                "issues no row can hold sent to the dead-letter topic"
+            );
+            let payload = Event::issued(
+                *coupon,
+                list.iter().map(|(n, _)| carried[*n].clone()).collect(),
+            )
+            .encode();
+            if !self
+                .dead_letter(Some(&payload), message.key(), &reason, shutdown)
+                .await
+            {
+                return Ok(None);
+            }
+            report.refused += list.len();
+            report.dead_lettered += 1;
         }
 
         // The rows are committed: now the offsets may move past them.
@@ -275,5 +391,21 @@ impl Persister {
             // Nothing stored yet is not an error worth more than a note.
             Err(e) => tracing::info!(error = %e, "persister commit on shutdown"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_reasons_in_brief_are_distinct_and_few() {
+        assert_eq!(reasons_in_brief(["a", "b", "a"].into_iter()), "a; b");
+        let many: Vec<String> = (0..8).map(|n| format!("user {n} does not exist")).collect();
+        assert_eq!(
+            reasons_in_brief(many.iter().map(String::as_str)),
+            "user 0 does not exist; user 1 does not exist; user 2 does not exist; \
+             user 3 does not exist; user 4 does not exist; and 3 more"
+        );
     }
 }

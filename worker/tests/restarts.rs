@@ -1,7 +1,9 @@
 //! Restarts and outages: a persister that dies mid-stream, a relay that dies
 //! holding entries, Kafka unreachable for a while, one coupon's outbox
 //! broken beside a healthy one. In each case every issued claim (of the
-//! healthy coupon, in the last) becomes exactly one row.
+//! healthy coupon, in the last) becomes exactly one row. And events that
+//! carry issues no row can hold: those go to the dead-letter topic, the
+//! rest become rows.
 
 mod common;
 
@@ -11,11 +13,13 @@ use std::time::Duration;
 use chrono::Utc;
 use common::Stack;
 use coupon_core::domain::{CouponId, UserId};
-use coupon_core::events::{Event, Issue};
+use coupon_core::events::{Event, Issue, Payload};
 use coupon_core::scripts::{self, CouponKeys};
 use coupon_core::testing::{dead_port, eventually};
 use coupon_core::Config;
+use rdkafka::message::Headers;
 use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::Message;
 use redis::AsyncCommands;
 use tokio_util::sync::CancellationToken;
 use worker::{Admitter, Persister, Relay};
@@ -91,6 +95,33 @@ async fn persist_until(stack: &Stack, persister: &Persister, coupon: CouponId, r
     .await;
 }
 
+/// The first `n` messages of the dead-letter topic, each as (payload, the
+/// `reason` header).
+async fn dead_letters(config: &Config, n: usize) -> Vec<(Vec<u8>, String)> {
+    let dlq: rdkafka::consumer::StreamConsumer = coupon_core::kafka::consumer_config(
+        config,
+        &format!("{}-dlq-check", config.kafka_consumer_group),
+    )
+    .create()
+    .unwrap();
+    rdkafka::consumer::Consumer::subscribe(&dlq, &[config.kafka_dlq_topic.as_str()]).unwrap();
+    let mut letters = Vec::with_capacity(n);
+    while letters.len() < n {
+        let dead = tokio::time::timeout(DEADLINE, dlq.recv())
+            .await
+            .expect("a dead letter within the deadline")
+            .unwrap();
+        let reason = dead
+            .headers()
+            .and_then(|headers| headers.iter().find(|h| h.key == "reason"))
+            .and_then(|h| h.value)
+            .map(|v| String::from_utf8(v.to_vec()).unwrap())
+            .expect("a reason header");
+        letters.push((dead.payload().unwrap_or_default().to_vec(), reason));
+    }
+    letters
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_persister_that_dies_mid_stream_loses_nothing_and_doubles_nothing() {
     let stack = Stack::start(&[]).await;
@@ -153,29 +184,121 @@ async fn a_persister_that_dies_mid_stream_loses_nothing_and_doubles_nothing() {
     assert_eq!(stack.remaining(coupon).await, 0);
 
     // The message that was not an event went to the dead-letter topic.
-    let dlq: rdkafka::consumer::StreamConsumer = coupon_core::kafka::consumer_config(
-        config,
-        &format!("{}-dlq-check", config.kafka_consumer_group),
-    )
-    .create()
-    .unwrap();
-    rdkafka::consumer::Consumer::subscribe(&dlq, &[config.kafka_dlq_topic.as_str()]).unwrap();
-    let dead = tokio::time::timeout(DEADLINE, dlq.recv())
+    let dead = dead_letters(config, 1).await;
+    assert_eq!(dead[0].0, b"{\"this is\": \"not an event\"}");
+    assert!(dead[0].1.contains("not a JSON event"), "{}", dead[0].1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issues_no_row_can_hold_are_dead_lettered_and_the_rest_is_written() {
+    let stack = Stack::start(&[]).await;
+    let coupon = stack.coupon(10, 1000).await;
+    let users = stack.users(3).await;
+    let config = &stack.env.config;
+    let (ghost_user, ghost_coupon) = (
+        UserId(9_000_000_000_000_000),
+        CouponId(9_000_000_000_000_001),
+    );
+    let now = Utc::now().timestamp_millis();
+    let issue = |user: UserId, issued_at_ms: i64| Issue {
+        user_id: user,
+        issued_at_ms,
+        outbox_id: "1-0".into(),
+    };
+    // One event holding a good issue beside three that no row can hold, one
+    // for a coupon that does not exist, then a good event after them.
+    let mixed = Event::issued(
+        coupon,
+        vec![
+            issue(users[0].0, now),
+            issue(ghost_user, now),
+            issue(users[1].0, 400_000_000_000_000),
+            issue(users[2].0, i64::MAX),
+        ],
+    );
+    let unknown = Event::issued(ghost_coupon, vec![issue(users[0].0, now)]);
+    let after = Event::issued(coupon, vec![issue(users[2].0, now)]);
+    let producer: FutureProducer = coupon_core::kafka::producer_config(config)
+        .create()
+        .unwrap();
+    for event in [&mixed, &unknown, &after] {
+        let Payload::CouponIssued { coupon_id, .. } = &event.payload;
+        producer
+            .send(
+                FutureRecord::to(&config.kafka_topic)
+                    .key(&coupon_id.to_string())
+                    .payload(&event.encode()),
+                Duration::from_secs(10),
+            )
+            .await
+            .unwrap();
+    }
+
+    let persister = Persister::new(Arc::new(config.clone()), stack.state.db.clone()).unwrap();
+    let never = CancellationToken::new();
+    let give_up = std::time::Instant::now() + DEADLINE;
+    let (mut refused, mut dead_lettered) = (0, 0);
+    while refused < 4 || stack.rows(coupon).await < 2 {
+        assert!(
+            std::time::Instant::now() < give_up,
+            "timed out: {refused} refused"
+        );
+        match persister
+            .persist_once(Duration::from_millis(200), &never)
+            .await
+        {
+            Ok(Some(report)) => {
+                refused += report.refused;
+                dead_lettered += report.dead_lettered;
+            }
+            Ok(None) => {}
+            Err(e) => eprintln!("persist_once failed, trying again: {e:#}"),
+        }
+    }
+    assert_eq!((refused, dead_lettered), (4, 2));
+    // The good issues are rows with their own times, and nothing else is.
+    assert_eq!(stack.rows(coupon).await, 2);
+    assert_eq!(stack.remaining(coupon).await, 8);
+    let mut holders = coupon_core::coupons::holders(&stack.state.db, coupon)
         .await
-        .unwrap()
         .unwrap();
-    use rdkafka::message::Headers;
-    use rdkafka::Message;
-    assert_eq!(dead.payload().unwrap(), b"{\"this is\": \"not an event\"}");
-    let reason = dead
-        .headers()
-        .unwrap()
-        .iter()
-        .find(|h| h.key == "reason")
-        .unwrap();
-    assert!(std::str::from_utf8(reason.value.unwrap())
-        .unwrap()
-        .contains("not a JSON event"));
+    holders.sort();
+    assert_eq!(holders, vec![users[0].0, users[2].0]);
+    let ghost_rows: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM coupon_issue WHERE coupon_id = ? OR user_id = ?")
+            .bind(ghost_coupon.0)
+            .bind(ghost_user.0)
+            .fetch_one(&stack.state.db)
+            .await
+            .unwrap();
+    assert_eq!(ghost_rows, 0);
+
+    // The dead-letter topic holds each refused issue once, with why.
+    let mut letters: Vec<(Event, String)> = dead_letters(config, 2)
+        .await
+        .into_iter()
+        .map(|(payload, reason)| (Event::decode(Some(&payload)).unwrap(), reason))
+        .collect();
+    letters.sort_by_key(|(event, _)| {
+        let Payload::CouponIssued { coupon_id, .. } = &event.payload;
+        *coupon_id
+    });
+    let (event, reason) = &letters[0];
+    let Payload::CouponIssued { issues: sent, .. } = &mixed.payload;
+    assert_eq!(event, &Event::issued(coupon, sent[1..].to_vec()));
+    assert_eq!(
+        reason,
+        &format!(
+            "user {ghost_user} does not exist; \
+             issued_at_ms 400000000000000 is not a time this system stores (1970 to 9999); \
+             issued_at_ms {} is not a time this system stores (1970 to 9999)",
+            i64::MAX
+        )
+    );
+    assert_eq!(
+        letters[1],
+        (unknown, format!("coupon {ghost_coupon} does not exist"))
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
