@@ -1,5 +1,5 @@
-//! Kafka client settings shared by the processes, topic creation and a
-//! reachability probe.
+//! Kafka client settings shared by the processes, the producer they share,
+//! topic creation and a reachability probe.
 //!
 //! The local broker (tansu, memory engine) advances a partition's high
 //! watermark by one per produce *batch*; a consumer group that resumes from
@@ -7,11 +7,15 @@
 //! `KAFKA_ONE_MESSAGE_PER_BATCH=true` (the local default) every record goes
 //! in a batch of its own and offsets stay exact; real Kafka turns it off.
 
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
+use rdkafka::error::KafkaError;
+use rdkafka::message::ToBytes;
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer as _};
 use rdkafka::types::RDKafkaErrorCode;
 
 use crate::config::Config;
@@ -42,6 +46,116 @@ pub fn producer_config(config: &Config) -> ClientConfig {
         c.set("batch.num.messages", "1");
     }
     c
+}
+
+/// The idempotent producer ([`producer_config`]), replaced by a new one when
+/// it can no longer send.
+///
+/// That happens two ways, and in both every later send fails at once:
+/// - the broker fences the producer. When a message timed out, librdkafka
+///   bumps the producer epoch on its own, as Kafka allows an idempotent
+///   producer to; tansu does not know the new epoch and answers every later
+///   produce with `ProducerFenced` (seen in a fault run: the broker frozen
+///   past the message timeout). librdkafka takes that for an error of the
+///   message, not of the producer, so it never recovers by itself;
+/// - librdkafka raises a fatal error (say `ProducerFenced` in answer to its
+///   request for a producer id).
+///
+/// So after a failed send that left the producer fenced or fatally failed,
+/// the next send goes to a new producer, with a producer id of its own.
+/// Nothing is lost by it: the failed sends were failures to their callers,
+/// who send again (the relay acknowledges an outbox entry only after its
+/// delivery), and the persister's insert is idempotent.
+#[derive(Clone)]
+pub struct Producer {
+    config: ClientConfig,
+    current: Arc<Mutex<FutureProducer>>,
+}
+
+impl Producer {
+    pub fn new(config: &Config) -> Result<Self, KafkaError> {
+        let config = producer_config(config);
+        let current = config.create()?;
+        Ok(Self {
+            config,
+            current: Arc::new(Mutex::new(current)),
+        })
+    }
+
+    /// The producer sends go to now.
+    pub fn current(&self) -> FutureProducer {
+        self.current.lock().expect("lock").clone()
+    }
+
+    /// Sends one record and waits for its delivery report; `queue_timeout`
+    /// bounds the wait for room in the local queue.
+    pub async fn send<K, P>(
+        &self,
+        record: FutureRecord<'_, K, P>,
+        queue_timeout: Duration,
+    ) -> Result<(), KafkaError>
+    where
+        K: ToBytes + ?Sized,
+        P: ToBytes + ?Sized,
+    {
+        let producer = self.current();
+        let error = match producer.send(record, queue_timeout).await {
+            Ok(_) => return Ok(()),
+            Err((error, _)) => error,
+        };
+        if let Some(why) = cannot_send_again(&producer, &error) {
+            if self.replace(&producer, &why) {
+                // Dropping the last handle waits for librdkafka's threads.
+                tokio::task::spawn_blocking(move || drop(producer));
+            }
+        }
+        Err(error)
+    }
+
+    /// Replaces `dead` with a new producer, unless another send replaced it
+    /// already; true if this call did. If no new producer can be built,
+    /// `dead` stays and the next failed send tries again.
+    fn replace(&self, dead: &FutureProducer, why: &str) -> bool {
+        let mut current = self.current.lock().expect("lock");
+        if current.client().native_ptr() != dead.client().native_ptr() {
+            return false;
+        }
+        match self.config.create() {
+            Ok(fresh) => {
+                tracing::warn!(
+                    reason = why,
+                    "the Kafka producer can no longer send; replaced it with a new one"
+                );
+                *current = fresh;
+                true
+            }
+            Err(e) => {
+                tracing::error!(reason = why, error = %e, "the Kafka producer can no longer send, and no new one could be built");
+                false
+            }
+        }
+    }
+
+    /// Waits up to `timeout` for the records in flight to be delivered.
+    pub fn flush(&self, timeout: Duration) {
+        let _ = self.current().flush(timeout);
+    }
+}
+
+/// Why `producer`, whose send failed with `error`, will fail every send
+/// from now on; `None` if it may well succeed the next time.
+fn cannot_send_again(producer: &FutureProducer, error: &KafkaError) -> Option<String> {
+    if let Some((code, reason)) = producer.client().fatal_error() {
+        return Some(format!("fatal error {code:?}: {reason}"));
+    }
+    match error.rdkafka_error_code() {
+        Some(
+            RDKafkaErrorCode::ProducerFenced
+            | RDKafkaErrorCode::InvalidProducerEpoch
+            | RDKafkaErrorCode::Fenced,
+        ) => Some(error.to_string()),
+        _ => None,
+    }
 }
 
 /// A consumer that stores offsets only when told to, after the work is done

@@ -15,7 +15,8 @@
 //! - [`db`]: the MySQL pool and the embedded migrations.
 //! - [`redis_store`] and [`keys`]: the Redis connection and key names (one
 //!   hash tag per coupon).
-//! - [`kafka`]: client settings, topic creation, a reachability probe.
+//! - [`kafka`]: client settings, the shared producer, topic creation, a
+//!   reachability probe.
 //! - [`health`]: the readiness check every process serves at `/readyz`, and
 //!   [`ops_http`]: the small server of `/healthz`, `/readyz` and `/metrics`
 //!   that the worker and scheduler run.

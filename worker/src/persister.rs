@@ -26,11 +26,11 @@ use std::time::{Duration, Instant};
 use coupon_core::coupons::{self, NewIssue};
 use coupon_core::domain::CouponId;
 use coupon_core::events::{Event, Issue, Payload};
-use coupon_core::{metrics as names, Config};
+use coupon_core::{kafka, metrics as names, Config};
 use rdkafka::client::ClientContext;
 use rdkafka::consumer::{CommitMode, Consumer, ConsumerContext, StreamConsumer};
 use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::producer::FutureRecord;
 use rdkafka::statistics::Statistics;
 use rdkafka::Message;
 use sqlx::MySqlPool;
@@ -45,7 +45,7 @@ pub struct Persister {
     config: Arc<Config>,
     db: MySqlPool,
     consumer: StreamConsumer<LagGauge>,
-    dlq: FutureProducer,
+    dlq: kafka::Producer,
 }
 
 /// Sets the consumer-lag gauge from librdkafka's statistics (every
@@ -119,7 +119,7 @@ impl Persister {
         // over a minute (worker kill -9 converged in 71 to 87 s, by the
         // scheduler's reconciliation; with it, in about 7 s).
         let consumer: StreamConsumer<LagGauge> =
-            coupon_core::kafka::consumer_config(&config, &config.kafka_consumer_group)
+            kafka::consumer_config(&config, &config.kafka_consumer_group)
                 .set(
                     "group.instance.id",
                     format!("persister.{}", config.worker_id),
@@ -127,7 +127,7 @@ impl Persister {
                 .set("statistics.interval.ms", "1000")
                 .create_with_context(LagGauge)?;
         consumer.subscribe(&[config.kafka_topic.as_str()])?;
-        let dlq = coupon_core::kafka::producer_config(&config).create()?;
+        let dlq = kafka::Producer::new(&config)?;
         Ok(Self {
             config,
             db,
@@ -162,11 +162,11 @@ impl Persister {
                 record = record.key(key);
             }
             match self.dlq.send(record, Duration::from_secs(5)).await {
-                Ok(_) => {
+                Ok(()) => {
                     metrics::counter!(names::DLQ_MESSAGES).increment(1);
                     return true;
                 }
-                Err((e, _)) => {
+                Err(e) => {
                     tracing::warn!(error = %e, retry_in = ?backoff, "dead-letter topic unreachable; retrying");
                 }
             }

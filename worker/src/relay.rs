@@ -1,7 +1,8 @@
 //! The relay: carries each coupon's outbox stream to Kafka.
 //!
 //! It reads with a consumer group (`relay`), produces one event per coupon
-//! batch with the idempotent producer (acks=all, key = coupon id), and only
+//! batch with the idempotent producer (acks=all, key = coupon id; replaced
+//! by a new one once the broker fenced it, see [`kafka::Producer`]), and only
 //! after the delivery report succeeded acknowledges the entries and trims
 //! the stream up to the first one not delivered yet (`lua/delivered.lua`:
 //! the stream's length is the undelivered backlog). Entries a
@@ -19,8 +20,8 @@ use std::time::{Duration, Instant};
 use coupon_core::domain::{CouponId, UserId};
 use coupon_core::events::{Event, Issue};
 use coupon_core::scripts::{self, CouponKeys};
-use coupon_core::{metrics as names, stock, Config, RedisStore};
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use coupon_core::{kafka, metrics as names, stock, Config, RedisStore};
+use rdkafka::producer::FutureRecord;
 use redis::streams::{StreamId, StreamReadOptions, StreamReadReply};
 use redis::AsyncCommands;
 use tokio_util::sync::CancellationToken;
@@ -52,7 +53,7 @@ pub struct Relayed {
 pub struct Relay {
     config: Arc<Config>,
     redis: RedisStore,
-    producer: FutureProducer,
+    producer: kafka::Producer,
     /// This relay's name in the consumer group.
     consumer: String,
     groups: Arc<Mutex<HashSet<CouponId>>>,
@@ -69,7 +70,7 @@ fn config_timeout_margin(config: &Config) -> Duration {
 
 impl Relay {
     pub fn new(config: Arc<Config>, redis: RedisStore) -> anyhow::Result<Self> {
-        let producer: FutureProducer = coupon_core::kafka::producer_config(&config).create()?;
+        let producer = kafka::Producer::new(&config)?;
         let consumer = format!("relay-{}-{:08x}", std::process::id(), rand::random::<u32>());
         let reclaim_idle = RECLAIM_IDLE.max(config_timeout_margin(&config));
         Ok(Self {
@@ -173,7 +174,7 @@ impl Relay {
                 .await;
             metrics::histogram!(names::KAFKA_PRODUCE_DURATION)
                 .record(started.elapsed().as_secs_f64());
-            if let Err((e, _)) = delivery {
+            if let Err(e) = delivery {
                 metrics::counter!(names::KAFKA_PRODUCE_ERRORS).increment(1);
                 anyhow::bail!("producing to Kafka: {e}");
             }
@@ -280,7 +281,12 @@ impl Relay {
     }
 
     fn producer_flush(&self) {
-        use rdkafka::producer::Producer;
-        let _ = self.producer.flush(Duration::from_secs(5));
+        self.producer.flush(Duration::from_secs(5));
+    }
+
+    /// The producer this relay sends with (tests check that a fenced one
+    /// is replaced).
+    pub fn producer(&self) -> &kafka::Producer {
+        &self.producer
     }
 }

@@ -3,10 +3,12 @@
 //! broken beside a healthy one. In each case every issued claim (of the
 //! healthy coupon, in the last) becomes exactly one row. And events that
 //! carry issues no row can hold: those go to the dead-letter topic, the
-//! rest become rows.
+//! rest become rows. And a relay whose Kafka producer was fenced: it
+//! builds a new one, and nothing is lost.
 
 mod common;
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,9 +19,12 @@ use coupon_core::events::{Event, Issue, Payload};
 use coupon_core::scripts::{self, CouponKeys};
 use coupon_core::testing::{dead_port, eventually};
 use coupon_core::Config;
+use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::Headers;
-use rdkafka::producer::{FutureProducer, FutureRecord};
-use rdkafka::Message;
+use rdkafka::mocking::MockCluster;
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer as _};
+use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
+use rdkafka::{Message, Offset, TopicPartitionList};
 use redis::AsyncCommands;
 use tokio_util::sync::CancellationToken;
 use worker::{Admitter, Persister, Relay};
@@ -341,6 +346,91 @@ async fn a_relay_that_dies_holding_entries_is_taken_over() {
     .await;
 
     persist_all(&stack, config, coupon, 200).await;
+}
+
+/// An idempotent producer the broker fenced can never send again: tansu
+/// fenced the relay's in a fault run (ops/chaos, the broker frozen past
+/// the message timeout, after which librdkafka bumps the producer epoch on
+/// its own and tansu refuses the new epoch), and that relay failed every
+/// send after it. The real broker does that only by chance, so here the
+/// fencing comes from librdkafka's own mock cluster, both ways librdkafka
+/// sees it: as a fatal error (the producer's request for a producer id
+/// refused) and as the error of a produce request. Redis is the real one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_whose_producer_was_fenced_builds_a_new_one_and_loses_nothing() {
+    let stack = Stack::start(&[]).await;
+    let coupon = stack.coupon(100, 1000).await;
+    let users = stack.users(100).await;
+    issue_all(&stack, coupon, &users).await;
+    assert_eq!(outbox_len(&stack, coupon).await, 100);
+
+    let mock = MockCluster::new(1).unwrap();
+    let mut config = stack.env.config.clone();
+    config.kafka_brokers = mock.bootstrap_servers();
+    mock.create_topic(&config.kafka_topic, 1, 1).unwrap();
+    mock.request_errors(
+        RDKafkaApiKey::InitProducerId,
+        &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_PRODUCER_FENCED],
+    );
+    let config = Arc::new(config);
+    let relay = Relay::new(config.clone(), stack.state.redis.clone()).unwrap();
+    let first = relay.producer().current();
+    eventually("the producer fatally fenced", DEADLINE, || async {
+        first.client().fatal_error().map(|_| ())
+    })
+    .await;
+
+    // The batch fails, nothing leaves the outbox, and the next batch goes
+    // to a new producer.
+    let error = relay.relay_coupon(coupon).await.unwrap_err();
+    assert!(
+        format!("{error:#}").contains("producing to Kafka"),
+        "{error:#}"
+    );
+    assert_eq!(outbox_len(&stack, coupon).await, 100);
+    let second = relay.producer().current();
+    assert_ne!(second.client().native_ptr(), first.client().native_ptr());
+    assert!(second.client().fatal_error().is_none());
+
+    // The new producer's first produce request is fenced.
+    mock.request_errors(
+        RDKafkaApiKey::Produce,
+        &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_PRODUCER_FENCED],
+    );
+    let error = relay.relay_coupon(coupon).await.unwrap_err();
+    assert!(format!("{error:#}").contains("ProducerFenced"), "{error:#}");
+    assert_eq!(outbox_len(&stack, coupon).await, 100);
+    let third = relay.producer().current();
+    assert_ne!(third.client().native_ptr(), second.client().native_ptr());
+
+    eventually("the outbox drained", DEADLINE, || async {
+        let _ = relay.relay_coupon(coupon).await;
+        (outbox_len(&stack, coupon).await == 0).then_some(())
+    })
+    .await;
+
+    // Every issued user is on the topic.
+    let consumer: StreamConsumer = coupon_core::kafka::consumer_config(&config, "fenced-check")
+        .create()
+        .unwrap();
+    let mut partitions = TopicPartitionList::new();
+    partitions
+        .add_partition_offset(&config.kafka_topic, 0, Offset::Beginning)
+        .unwrap();
+    consumer.assign(&partitions).unwrap();
+    let mut relayed = HashSet::new();
+    while relayed.len() < users.len() {
+        let message = tokio::time::timeout(DEADLINE, consumer.recv())
+            .await
+            .expect("the relayed issues on the topic")
+            .unwrap();
+        let event = Event::decode(message.payload()).unwrap();
+        let Payload::CouponIssued { coupon_id, issues } = event.payload;
+        assert_eq!(coupon_id, coupon);
+        relayed.extend(issues.iter().map(|i| i.user_id));
+    }
+    let issued: HashSet<UserId> = users.iter().map(|(u, _)| *u).collect();
+    assert_eq!(relayed, issued);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
