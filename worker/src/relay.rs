@@ -5,10 +5,13 @@
 //! by a new one once the broker fenced it, see [`kafka::Producer`]), and only
 //! after the delivery report succeeded acknowledges the entries and trims
 //! the stream up to the first one not delivered yet (`lua/delivered.lua`:
-//! the stream's length is the undelivered backlog). Entries a
-//! dead relay left pending are reclaimed after [`RECLAIM_IDLE`]. While Kafka
-//! is down, entries stay pending and are retried with backoff; claims keep
-//! being answered, since nothing on the claim path waits for Kafka.
+//! the stream's length is the undelivered backlog). A relay's name in the
+//! group is its worker's (`relay.<WORKER_ID>`), so a worker restarted under
+//! the same name carries what it held when it died at once; entries any
+//! other dead relay left pending are taken over after [`RECLAIM_IDLE`].
+//! While Kafka is down, entries stay pending and are retried with backoff;
+//! claims keep being answered, since nothing on the claim path waits for
+//! Kafka.
 //!
 //! Invariant 4 (nothing lost): an entry leaves the stream only after Kafka
 //! has it. Delivery is at least once; the persister's insert is idempotent.
@@ -71,7 +74,7 @@ fn config_timeout_margin(config: &Config) -> Duration {
 impl Relay {
     pub fn new(config: Arc<Config>, redis: RedisStore) -> anyhow::Result<Self> {
         let producer = kafka::Producer::new(&config)?;
-        let consumer = format!("relay-{}-{:08x}", std::process::id(), rand::random::<u32>());
+        let consumer = Self::consumer_name(&config);
         let reclaim_idle = RECLAIM_IDLE.max(config_timeout_margin(&config));
         Ok(Self {
             config,
@@ -82,6 +85,17 @@ impl Relay {
             failing: Arc::default(),
             reclaim_idle,
         })
+    }
+
+    /// This worker's relay name in each outbox's consumer group. It stays
+    /// the same across restarts, like the persister's static membership:
+    /// a relay killed between reading entries and acknowledging them left
+    /// them pending under this name, and its successor reads them back
+    /// first thing instead of waiting [`RECLAIM_IDLE`] to take them over
+    /// (a worker killed mid-delivery converged 15.5 s after the kill in a
+    /// fault run, against 6.5 s otherwise).
+    pub fn consumer_name(config: &Config) -> String {
+        format!("relay.{}", config.worker_id)
     }
 
     /// Takes over entries pending longer than `idle` (tests shorten it).

@@ -27,6 +27,7 @@ use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
 use rdkafka::{Message, Offset, TopicPartitionList};
 use redis::AsyncCommands;
 use tokio_util::sync::CancellationToken;
+use worker::relay::{Relayed, RECLAIM_IDLE};
 use worker::{Admitter, Persister, Relay};
 
 const DEADLINE: Duration = Duration::from_secs(60);
@@ -306,16 +307,19 @@ async fn issues_no_row_can_hold_are_dead_lettered_and_the_rest_is_written() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_relay_that_dies_holding_entries_is_taken_over() {
+/// A stack with one coupon issued to `n` users, all still in its outbox.
+async fn issued_into_the_outbox(n: u32) -> (Stack, CouponId, Vec<(UserId, String)>) {
     let stack = Stack::start(&[]).await;
-    let coupon = stack.coupon(200, 1000).await;
-    let users = stack.users(200).await;
+    let coupon = stack.coupon(n, 1000).await;
+    let users = stack.users(n as usize).await;
     issue_all(&stack, coupon, &users).await;
-    assert_eq!(outbox_len(&stack, coupon).await, 200);
+    assert_eq!(outbox_len(&stack, coupon).await, u64::from(n));
+    (stack, coupon, users)
+}
 
-    let config = Arc::new(stack.env.config.clone());
-    // A relay reads 120 entries and dies before producing them.
+/// Reads the first `count` entries of the coupon's outbox into the relays'
+/// group as `consumer`, which then dies holding them (pending, not acked).
+async fn hold_entries(stack: &Stack, coupon: CouponId, consumer: &str, count: usize) {
     let keys = CouponKeys::new(stack.state.redis.keys(), coupon);
     let mut conn = stack.state.redis.conn().await.unwrap();
     let _: () = redis::cmd("XGROUP")
@@ -327,13 +331,22 @@ async fn a_relay_that_dies_holding_entries_is_taken_over() {
         .await
         .unwrap();
     let options = redis::streams::StreamReadOptions::default()
-        .group("relay", "dead-relay")
-        .count(120);
-    let taken: redis::streams::StreamReadReply = conn
+        .group("relay", consumer)
+        .count(count);
+    let held: redis::streams::StreamReadReply = conn
         .xread_options(&[&keys.outbox], &[">"], &options)
         .await
         .unwrap();
-    assert_eq!(taken.keys[0].ids.len(), 120);
+    assert_eq!(held.keys[0].ids.len(), count);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_that_dies_holding_entries_is_taken_over() {
+    let (stack, coupon, _) = issued_into_the_outbox(200).await;
+
+    let config = Arc::new(stack.env.config.clone());
+    // A relay reads 120 entries and dies before producing them.
+    hold_entries(&stack, coupon, "dead-relay", 120).await;
 
     // A new relay takes them over once they have been idle long enough.
     let successor = Relay::new(config.clone(), stack.state.redis.clone())
@@ -348,6 +361,35 @@ async fn a_relay_that_dies_holding_entries_is_taken_over() {
     persist_all(&stack, config, coupon, 200).await;
 }
 
+/// A worker killed between reading outbox entries and acknowledging them
+/// leaves them pending under its relay's name; restarted under the same
+/// `WORKER_ID`, its relay carries them in its first call, not after
+/// [`RECLAIM_IDLE`] (kept at its full length here).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_restarted_under_its_name_carries_what_it_held_at_once() {
+    let (stack, coupon, _) = issued_into_the_outbox(150).await;
+
+    let config = Arc::new(stack.env.config.clone());
+    // The relay of the worker that died had read 90 entries.
+    hold_entries(&stack, coupon, &Relay::consumer_name(&config), 90).await;
+
+    let successor = Relay::new(config.clone(), stack.state.redis.clone()).unwrap();
+    let first = successor.relay_coupon(coupon).await.unwrap();
+    assert_eq!(
+        first,
+        Relayed {
+            delivered: 90,
+            backlog: Some(60)
+        },
+        "the held entries go first, without waiting {RECLAIM_IDLE:?}"
+    );
+    let second = successor.relay_coupon(coupon).await.unwrap();
+    assert_eq!(second.delivered, 60);
+    assert_eq!(outbox_len(&stack, coupon).await, 0);
+
+    persist_all(&stack, config, coupon, 150).await;
+}
+
 /// An idempotent producer the broker fenced can never send again: tansu
 /// fenced the relay's in a fault run (ops/chaos, the broker frozen past
 /// the message timeout, after which librdkafka bumps the producer epoch on
@@ -358,11 +400,7 @@ async fn a_relay_that_dies_holding_entries_is_taken_over() {
 /// refused) and as the error of a produce request. Redis is the real one.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_relay_whose_producer_was_fenced_builds_a_new_one_and_loses_nothing() {
-    let stack = Stack::start(&[]).await;
-    let coupon = stack.coupon(100, 1000).await;
-    let users = stack.users(100).await;
-    issue_all(&stack, coupon, &users).await;
-    assert_eq!(outbox_len(&stack, coupon).await, 100);
+    let (stack, coupon, users) = issued_into_the_outbox(100).await;
 
     let mock = MockCluster::new(1).unwrap();
     let mut config = stack.env.config.clone();
