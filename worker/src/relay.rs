@@ -29,7 +29,8 @@ use redis::streams::{StreamId, StreamReadOptions, StreamReadReply};
 use redis::AsyncCommands;
 use tokio_util::sync::CancellationToken;
 
-const GROUP: &str = "relay";
+/// The relays' consumer group on every outbox stream.
+pub const GROUP: &str = "relay";
 /// Entries per Kafka message.
 const BATCH: usize = 500;
 /// Pending this long without an ack, an entry is taken over from its relay

@@ -27,7 +27,7 @@ use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
 use rdkafka::{Message, Offset, TopicPartitionList};
 use redis::AsyncCommands;
 use tokio_util::sync::CancellationToken;
-use worker::relay::{Relayed, RECLAIM_IDLE};
+use worker::relay::{Relayed, GROUP, RECLAIM_IDLE};
 use worker::{Admitter, Persister, Relay};
 
 const DEADLINE: Duration = Duration::from_secs(60);
@@ -318,20 +318,20 @@ async fn issued_into_the_outbox(n: u32) -> (Stack, CouponId, Vec<(UserId, String
 }
 
 /// Reads the first `count` entries of the coupon's outbox into the relays'
-/// group as `consumer`, which then dies holding them (pending, not acked).
+/// group ([`GROUP`]) as `consumer`, which then dies holding them (pending, not acked).
 async fn hold_entries(stack: &Stack, coupon: CouponId, consumer: &str, count: usize) {
     let keys = CouponKeys::new(stack.state.redis.keys(), coupon);
     let mut conn = stack.state.redis.conn().await.unwrap();
     let _: () = redis::cmd("XGROUP")
         .arg("CREATE")
         .arg(&keys.outbox)
-        .arg("relay")
+        .arg(GROUP)
         .arg("0")
         .query_async(&mut conn)
         .await
         .unwrap();
     let options = redis::streams::StreamReadOptions::default()
-        .group("relay", consumer)
+        .group(GROUP, consumer)
         .count(count);
     let held: redis::streams::StreamReadReply = conn
         .xread_options(&[&keys.outbox], &[">"], &options)
