@@ -27,9 +27,13 @@
 //! on sale (up to the last 202) against after, with how many 410s the
 //! gateway answered without Redis, and which commands took Redis's time
 //! while the claims were answered (`INFO commandstats`, read before and
-//! after). The header names the nice value Redis runs at (`ops/services`
-//! raises its priority). It checks the invariants afterwards and exits
-//! non-zero if one broke.
+//! after). It also prints the context switches per answer of the client,
+//! the gateway and Redis in each phase (a thread that sleeps, voluntary;
+//! one preempted, involuntary), which show the client's threads sleeping
+//! and waking about twice as often per claim as per `/healthz`. The header
+//! names the nice value Redis runs at (`ops/services` raises its
+//! priority). It checks the invariants afterwards and exits non-zero if one
+//! broke.
 //!
 //! Options (environment): BENCH_USERS (100000), BENCH_STOCK (10000),
 //! BENCH_CONCURRENCY (1000), BENCH_RATE (admissions per second, 20000),
@@ -437,6 +441,56 @@ fn schedstat_nanos(path: &std::path::Path) -> Option<u64> {
         .ok()
 }
 
+/// Context switches of all of a process's live threads so far (from each
+/// `/proc/<pid>/task/<tid>/status`): voluntary (the thread slept: waiting
+/// for I/O or for a wake-up from another thread) and involuntary (it was
+/// preempted).
+fn context_switches(pid: u32) -> (u64, u64) {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task"));
+    let field = |status: &str, name: &str| -> u64 {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0)
+    };
+    tasks
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|task| std::fs::read_to_string(task.path().join("status")).ok())
+        .fold((0, 0), |(v, n), status| {
+            (
+                v + field(&status, "voluntary_ctxt_switches:"),
+                n + field(&status, "nonvoluntary_ctxt_switches:"),
+            )
+        })
+}
+
+/// "bench client 0.41 + 0.12, gateway ...": context switches per answer
+/// (voluntary + involuntary) of each process between two readings of
+/// [`context_switches`].
+fn describe_switches(
+    names: &[&str],
+    before: &[(u64, u64)],
+    after: &[(u64, u64)],
+    answers: usize,
+) -> String {
+    let per = |n: u64| n as f64 / answers.max(1) as f64;
+    names
+        .iter()
+        .zip(before.iter().zip(after))
+        .map(|(name, ((v0, n0), (v1, n1)))| {
+            format!(
+                "{name} {:.2} + {:.2}",
+                per(v1.saturating_sub(*v0)),
+                per(n1.saturating_sub(*n0))
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// Field `n` (1-based, as in proc(5)) of `/proc/<pid>/stat`, if a number.
 fn stat_field(pid: u32, n: usize) -> Option<f64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
@@ -731,7 +785,21 @@ async fn main() -> anyhow::Result<()> {
         ("broker", CpuUse::pids_named("tansu")),
         ("MariaDB", CpuUse::pids_named("mariadbd")),
     ]));
+    // Whose sleeps and preemptions to count: the client, the gateway and
+    // Redis, the three that every claim of the sale passes through.
+    let switch_names = ["bench client", "gateway", "Redis"];
+    let switch_pids: Vec<u32> = vec![
+        std::process::id(),
+        gateway.lock().expect("lock").child.id(),
+        CpuUse::pids_named("redis-server")
+            .first()
+            .copied()
+            .unwrap_or(0),
+    ];
+    let read_switches =
+        || -> Vec<(u64, u64)> { switch_pids.iter().map(|p| context_switches(*p)).collect() };
     let stats_redis = RedisStore::new(config)?;
+    let storm_switches_before = read_switches();
     let redis_time_before = redis_command_time(&stats_redis).await?;
     let storm_cpu_before = cpu_use.read();
     let storm = Instant::now();
@@ -828,6 +896,12 @@ async fn main() -> anyhow::Result<()> {
     })
     .await;
     let claims_done = storm.elapsed();
+    let storm_switches = describe_switches(
+        &switch_names,
+        &storm_switches_before,
+        &read_switches(),
+        options.users,
+    );
     let storm_cpu = cpu_use.describe(&storm_cpu_before, &cpu_use.read(), options.users);
     let redis_time =
         describe_redis_time(&redis_time_before, &redis_command_time(&stats_redis).await?);
@@ -1047,12 +1121,19 @@ async fn main() -> anyhow::Result<()> {
     let gateway_cpu_before = gateway.lock().expect("lock").cpu_time();
     let healthz_cpu_before = cpu_use.read();
     let healthz_recording = recording("healthz")?;
+    let healthz_switches_before = read_switches();
     let healthz_trace = CpuTrace::start(cpu_use.clone(), Instant::now());
     let (healthz_rate, mut healthz_lat, _) = hammer(healthz_count, options.concurrency, |_| {
         get_status(http.clone(), format!("{base}/healthz"))
     })
     .await;
     let healthz_trace_cost = healthz_trace.cost();
+    let healthz_switches = describe_switches(
+        &switch_names,
+        &healthz_switches_before,
+        &read_switches(),
+        healthz_count,
+    );
     drop(healthz_trace);
     let gateway_cpu_per_healthz = gateway
         .lock()
@@ -1128,6 +1209,7 @@ async fn main() -> anyhow::Result<()> {
     println!("CPU while on sale ({sale_cpu}");
     println!("Redis time by command while the claims were answered (calls; a script's commands count in evalsha and on their own): {redis_time}");
     println!("CPU while /healthz was answered: {healthz_cpu}");
+    println!("context switches per answer (voluntary + involuntary): claims: {storm_switches}; /healthz: {healthz_switches}");
     println!("the bench's own CPU readings every 10 ms, in both phases alike: claims {storm_trace_cost}, /healthz {healthz_trace_cost}");
     println!("peak RSS: gateway {gateway_rss:.1} MB, worker {worker_rss:.1} MB; Redis {redis_per_user:.0} bytes per waiting user");
     println!();
