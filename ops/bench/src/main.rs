@@ -152,12 +152,8 @@ impl Process {
     /// CPU time used so far by all of its threads (from the scheduler's own
     /// per-thread accounting, in nanoseconds).
     fn cpu_time(&self) -> Duration {
-        let tasks = std::fs::read_dir(format!("/proc/{}/task", self.child.id()));
-        let nanos: u64 = tasks
-            .into_iter()
-            .flatten()
-            .flatten()
-            .filter_map(|task| schedstat_nanos(&task.path().join("schedstat")))
+        let nanos: u64 = thread_files(self.child.id(), "schedstat")
+            .filter_map(|path| schedstat_nanos(&path))
             .sum();
         Duration::from_nanos(nanos)
     }
@@ -442,12 +438,21 @@ fn schedstat_nanos(path: &std::path::Path) -> Option<u64> {
         .ok()
 }
 
+/// The file `name` of each of a process's live threads
+/// (`/proc/<pid>/task/<tid>/<name>`); none if the process is gone.
+fn thread_files(pid: u32, name: &'static str) -> impl Iterator<Item = std::path::PathBuf> {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(move |task| task.path().join(name))
+}
+
 /// Context switches of all of a process's live threads so far (from each
 /// `/proc/<pid>/task/<tid>/status`): voluntary (the thread slept: waiting
 /// for I/O or for a wake-up from another thread) and involuntary (it was
 /// preempted).
 fn context_switches(pid: u32) -> (u64, u64) {
-    let tasks = std::fs::read_dir(format!("/proc/{pid}/task"));
     let field = |status: &str, name: &str| -> u64 {
         status
             .lines()
@@ -455,11 +460,8 @@ fn context_switches(pid: u32) -> (u64, u64) {
             .and_then(|v| v.trim().parse().ok())
             .unwrap_or(0)
     };
-    tasks
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|task| std::fs::read_to_string(task.path().join("status")).ok())
+    thread_files(pid, "status")
+        .filter_map(|path| std::fs::read_to_string(path).ok())
         .fold((0, 0), |(v, n), status| {
             (
                 v + field(&status, "voluntary_ctxt_switches:"),
